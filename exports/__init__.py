@@ -1,0 +1,1 @@
+"""Export customer segments from Blob Storage to ActiveCampaign lists."""

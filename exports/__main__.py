@@ -1,0 +1,5 @@
+import sys
+
+from exports.cli import main
+
+sys.exit(main())

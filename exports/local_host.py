@@ -1,0 +1,101 @@
+"""Drains the app's queues in this process, the way the Functions host would.
+
+`python -m exports run` and the tests use it in place of the host (Core Tools cannot run here):
+it finds each queue-triggered function in the app's own index, calls it with each message,
+deletes the message when the call returns, makes it visible again after host.json's
+visibilityTimeout when the call raises, and moves it to "<queue>-poison" after maxDequeueCount tries.
+"""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import azure.functions as func
+
+from exports.names import CHUNKS_POISON_QUEUE, CHUNKS_QUEUE, POISON_SUFFIX, SEGMENTS_POISON_QUEUE, SEGMENTS_QUEUE
+from shared.logging import get_logger
+
+log = get_logger(__name__)
+HOST_JSON = Path(__file__).resolve().parent.parent / "host.json"
+DRAIN_ORDER = (SEGMENTS_QUEUE, CHUNKS_QUEUE, SEGMENTS_POISON_QUEUE, CHUNKS_POISON_QUEUE)
+
+
+@dataclass(frozen=True)
+class QueueSettings:
+    max_dequeue_count: int
+    retry_delay_seconds: int
+    batch_size: int
+
+    @classmethod
+    def from_host_json(cls, path: Path = HOST_JSON) -> "QueueSettings":
+        queues = json.loads(path.read_text())["extensions"]["queues"]
+        hours, minutes, seconds = (int(part) for part in queues["visibilityTimeout"].split(":"))
+        return cls(int(queues["maxDequeueCount"]), hours * 3600 + minutes * 60 + seconds, int(queues["batchSize"]))
+
+
+def queue_functions(app: func.FunctionApp) -> dict[str, Callable]:
+    """Queue name -> the user function the host would trigger for it, read from the app's index."""
+    functions = {}
+    for function in app.get_functions():
+        for binding in function.get_bindings():
+            if binding.type == "queueTrigger":
+                functions[binding.queue_name] = function.get_user_function()
+    return functions
+
+
+class LocalQueueHost:
+    def __init__(self, ctx, app: func.FunctionApp, settings: QueueSettings | None = None,
+                 retry_delay_seconds: int | None = None, lease_seconds: int = 600):
+        self.ctx = ctx
+        self.functions = queue_functions(app)
+        self.settings = settings or QueueSettings.from_host_json()
+        self.retry_delay = self.settings.retry_delay_seconds if retry_delay_seconds is None else retry_delay_seconds
+        self.lease_seconds = lease_seconds
+        self.calls = 0
+
+    def step(self) -> int:
+        """Process what is visible now on every queue, in pipeline order; returns how many messages."""
+        handled = 0
+        for name in DRAIN_ORDER:
+            queue = self.ctx.storage.queue(name)
+            for message in queue.receive_messages(max_messages=self.settings.batch_size,
+                                                  visibility_timeout=self.lease_seconds):
+                self._deliver(name, queue, message)
+                handled += 1
+        return handled
+
+    def _deliver(self, name: str, queue, message) -> None:
+        self.calls += 1
+        trigger = func.QueueMessage(id=message.id, body=message.content.encode("utf-8"), pop_receipt=message.pop_receipt)
+        try:
+            self.functions[name](trigger)
+        except Exception as error:
+            if message.dequeue_count >= self.settings.max_dequeue_count and not name.endswith(POISON_SUFFIX):
+                log.warning("message %s failed %d times (%s); moving it to %s%s", message.id, message.dequeue_count,
+                            type(error).__name__, name, POISON_SUFFIX)
+                self.ctx.storage.queue(name + POISON_SUFFIX).send_message(message.content)
+                queue.delete_message(message)
+            else:
+                log.info("message %s on %s failed (%s: %s); retrying in %d s", message.id, name,
+                         type(error).__name__, error, self.retry_delay)
+                queue.update_message(message, visibility_timeout=self.retry_delay)
+            return
+        queue.delete_message(message)
+
+    def pending(self) -> int:
+        return sum(self.ctx.storage.queue(name).get_queue_properties().approximate_message_count for name in DRAIN_ORDER)
+
+    def drain(self, done: Callable[[], bool], timeout_seconds: float = 3600,
+              progress: Callable[[], None] | None = None, idle_sleep: float = 0.2) -> None:
+        """Process messages until `done()` is true; raises TimeoutError after `timeout_seconds`."""
+        deadline = time.monotonic() + timeout_seconds
+        while not done():
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the queues were not drained within {timeout_seconds} s")
+            if not self.step():
+                time.sleep(idle_sleep)  # messages waiting out their retry delay
+            if progress:
+                progress()

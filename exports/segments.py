@@ -1,0 +1,174 @@
+"""Reading segments: the blobs under a container and prefix, streamed row by row.
+
+Data platforms write a segment as partitioned files, so a segment is every blob under the prefix
+whose name ends in one of SEGMENT_SUFFIXES. Nothing is loaded whole: bytes are pulled from the
+download stream as the CSV or JSON Lines reader asks for them.
+"""
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import json
+import re
+from dataclasses import dataclass
+from typing import Iterable, Iterator
+
+SEGMENT_SUFFIXES = (".csv", ".csv.gz", ".jsonl", ".jsonl.gz")
+_INVALID_UTF8 = re.compile("[\udc80-\udcff]")  # what surrogateescape turns undecodable bytes into
+csv.field_size_limit(1 << 20)  # a 1 MB cell is broken data, not a profile; the row is rejected, not the blob
+
+
+class SegmentError(Exception):
+    """The blob as a whole cannot be read as this segment (the run fails with this message)."""
+
+
+@dataclass(frozen=True)
+class SegmentBlob:
+    name: str
+    etag: str
+    size: int
+
+
+@dataclass(frozen=True)
+class Record:
+    """One data row: `values` maps contact field -> raw text, or `error` says why the row is unreadable."""
+
+    row: int
+    values: dict[str, str] | None = None
+    error: str | None = None
+
+
+def is_segment_blob(name: str) -> bool:
+    return name.lower().endswith(SEGMENT_SUFFIXES)
+
+
+def list_segment_blobs(container_client, prefix: str) -> list[SegmentBlob]:
+    return sorted(
+        (SegmentBlob(blob.name, blob.etag, blob.size)
+         for blob in container_client.list_blobs(name_starts_with=prefix or None) if is_segment_blob(blob.name)),
+        key=lambda blob: blob.name,
+    )
+
+
+class _ChunkStream(io.RawIOBase):
+    """A readable file over an iterator of byte chunks (the blob download), for gzip and TextIOWrapper."""
+
+    def __init__(self, chunks: Iterable[bytes]):
+        self._chunks = iter(chunks)
+        self._pending = memoryview(b"")
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        while not self._pending:
+            try:
+                self._pending = memoryview(next(self._chunks))
+            except StopIteration:
+                return 0
+        size = min(len(buffer), len(self._pending))
+        buffer[:size] = self._pending[:size]
+        self._pending = self._pending[size:]
+        return size
+
+
+def read_records(blob_name: str, chunks: Iterable[bytes], columns: dict[str, str]) -> Iterator[Record]:
+    """Rows of one segment blob with the mapped `columns` (contact field -> column name) picked out.
+
+    Column names match case-insensitively. Raises SegmentError when a mapped column is missing.
+    """
+    raw = io.BufferedReader(_ChunkStream(chunks), buffer_size=1 << 16)
+    lower = blob_name.lower()
+    binary = gzip.GzipFile(fileobj=raw, mode="rb") if lower.endswith(".gz") else raw
+    # utf-8-sig drops a BOM if there is one; undecodable bytes become surrogates so one bad row
+    # is rejected with its reason instead of failing the whole blob.
+    text = io.TextIOWrapper(binary, encoding="utf-8-sig", errors="surrogateescape", newline="")
+    try:
+        if lower.endswith((".jsonl", ".jsonl.gz")):
+            yield from _jsonl_records(blob_name, text, columns)
+        else:
+            yield from _csv_records(blob_name, text, columns)
+    except (OSError, EOFError, gzip.BadGzipFile) as error:
+        raise SegmentError(f"{blob_name} could not be read: {error}") from None
+
+
+def _missing_columns_message(blob_name: str, missing: list[str], available: Iterable[str]) -> str:
+    names = ", ".join(repr(name) for name in available) or "none"
+    wanted = ", ".join(repr(name) for name in missing)
+    return f"{blob_name}: mapped column {wanted} not found; the columns available are {names}"
+
+
+def _csv_records(blob_name: str, text: io.TextIOBase, columns: dict[str, str]) -> Iterator[Record]:
+    reader = csv.reader(text, strict=True)
+    try:
+        header = next(reader)
+    except StopIteration:
+        raise SegmentError(f"{blob_name} is empty: a CSV segment needs a header row") from None
+    except csv.Error as error:
+        raise SegmentError(f"{blob_name}: the header row is not valid CSV ({error})") from None
+    index: dict[str, int] = {}
+    for position, name in enumerate(header):
+        index.setdefault(name.strip().lower(), position)
+    missing = [column for column in columns.values() if column.strip().lower() not in index]
+    if missing:
+        raise SegmentError(_missing_columns_message(blob_name, missing, [h.strip() for h in header]))
+    picks = {field: index[column.strip().lower()] for field, column in columns.items()}
+    width = len(header)
+    row = 1  # the header is row 1, so row numbers match what a spreadsheet shows
+    while True:
+        row += 1
+        try:
+            fields = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as error:
+            yield Record(row, error=f"not valid CSV: {error}")
+            continue
+        if not fields:
+            row -= 1  # a blank line is not a row
+            continue
+        if len(fields) != width:
+            yield Record(row, error=f"has {len(fields)} fields where the header has {width}")
+            continue
+        values = {field: fields[position] for field, position in picks.items()}
+        if any(_INVALID_UTF8.search(value) for value in values.values()):
+            yield Record(row, error="is not valid UTF-8")
+            continue
+        yield Record(row, values=values)
+
+
+def _jsonl_records(blob_name: str, text: io.TextIOBase, columns: dict[str, str]) -> Iterator[Record]:
+    wanted = {field: column.strip().lower() for field, column in columns.items()}
+    checked_keys = False
+    for row, line in enumerate(text, start=1):
+        if not line.strip():
+            continue
+        if _INVALID_UTF8.search(line):
+            yield Record(row, error="is not valid UTF-8")
+            continue
+        try:
+            item = json.loads(line)
+        except json.JSONDecodeError as error:
+            yield Record(row, error=f"is not valid JSON: {error.msg} at column {error.colno}")
+            continue
+        if not isinstance(item, dict):
+            yield Record(row, error="is not a JSON object")
+            continue
+        keys = {key.strip().lower(): value for key, value in item.items()}
+        if not checked_keys:
+            # JSON Lines has no header: the first object stands for the file's columns.
+            missing = [columns[field] for field, key in wanted.items() if key not in keys]
+            if missing:
+                raise SegmentError(_missing_columns_message(blob_name, missing, list(item)))
+            checked_keys = True
+        values, problem = {}, None
+        for field, key in wanted.items():
+            value = keys.get(key)
+            if isinstance(value, (dict, list)):
+                problem = f"field {columns[field]!r} holds a JSON {type(value).__name__}, not a single value"
+                break
+            values[field] = "" if value is None else (value if isinstance(value, str) else json.dumps(value))
+        yield Record(row, error=problem) if problem else Record(row, values=values)
+
+

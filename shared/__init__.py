@@ -1,0 +1,1 @@
+"""Azure plumbing any function app could reuse: settings, storage clients, secrets, logging, HTTP helpers."""
