@@ -36,10 +36,21 @@ class QueueSettings:
         return cls(int(queues["maxDequeueCount"]), hours * 3600 + minutes * 60 + seconds, int(queues["batchSize"]))
 
 
+_indexes: dict[int, list] = {}
+
+
+def indexed_functions(app: func.FunctionApp) -> list:
+    """The app's function index, built once: like the host, which indexes an app a single time
+    (the library refuses a second get_functions() on the same app as duplicate names)."""
+    if id(app) not in _indexes:
+        _indexes[id(app)] = app.get_functions()
+    return _indexes[id(app)]
+
+
 def queue_functions(app: func.FunctionApp) -> dict[str, Callable]:
     """Queue name -> the user function the host would trigger for it, read from the app's index."""
     functions = {}
-    for function in app.get_functions():
+    for function in indexed_functions(app):
         for binding in function.get_bindings():
             if binding.type == "queueTrigger":
                 functions[binding.queue_name] = function.get_user_function()
@@ -54,12 +65,12 @@ class LocalQueueHost:
         self.settings = settings or QueueSettings.from_host_json()
         self.retry_delay = self.settings.retry_delay_seconds if retry_delay_seconds is None else retry_delay_seconds
         self.lease_seconds = lease_seconds
-        self.calls = 0
+        self.calls: dict[str, int] = {name: 0 for name in DRAIN_ORDER}
 
-    def step(self) -> int:
-        """Process what is visible now on every queue, in pipeline order; returns how many messages."""
+    def step(self, queues: tuple[str, ...] = DRAIN_ORDER) -> int:
+        """Process what is visible now on `queues`, in pipeline order; returns how many messages."""
         handled = 0
-        for name in DRAIN_ORDER:
+        for name in queues:
             queue = self.ctx.storage.queue(name)
             for message in queue.receive_messages(max_messages=self.settings.batch_size,
                                                   visibility_timeout=self.lease_seconds):
@@ -68,7 +79,7 @@ class LocalQueueHost:
         return handled
 
     def _deliver(self, name: str, queue, message) -> None:
-        self.calls += 1
+        self.calls[name] += 1
         trigger = func.QueueMessage(id=message.id, body=message.content.encode("utf-8"), pop_receipt=message.pop_receipt)
         try:
             self.functions[name](trigger)
