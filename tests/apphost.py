@@ -90,7 +90,7 @@ class TestApp:
         connection = connection or self.connection()
         return self.ctx.config.create_export(
             display_name="Test export", connection_id=connection.id, list_id=list_id, container=container,
-            prefix=prefix, mapping=mapping or {"email": "email", "firstName": "first_name", "lastName": "last_name"},
+            prefix=prefix, mapping=mapping or {"email": "email", "firstName": "first name", "lastName": "last name"},
             enabled=enabled, actor="admin@example.com")
 
     def upload(self, name: str, data: bytes, container: str = SEGMENTS_CONTAINER) -> str:
