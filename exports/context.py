@@ -14,32 +14,12 @@ from azure.core.exceptions import ResourceExistsError
 
 from exports.activecampaign import ActiveCampaignClient, Backoff
 from exports.config import ConfigStore
-from exports.names import CONTAINERS, QUEUES, RUNS_CONTAINER
+from exports.names import CONTAINERS, QUEUES, RATE_BUDGETS_TABLE, RUNS_CONTAINER, TABLES
 from exports.runs import RunStore
-from shared.ratelimit import SlidingWindowLimiter
+from shared.ratelimit import SharedRateBudget
 from shared.secrets import CachedSecrets, KeyVaultSecrets, LocalSecrets, key_vault_client
 from shared.settings import Settings
 from shared.storage import StorageClients, storage_clients
-
-
-# ActiveCampaign counts its windows on its own clock; pacing at exactly the limit still meets a
-# throttle now and then, so each window is held a little longer than documented.
-_WINDOW_MARGIN = 0.05
-
-
-@dataclass(frozen=True)
-class AccountBudget:
-    """ActiveCampaign's per-account limits as seen by this process: every request, and bulk imports."""
-
-    requests: SlidingWindowLimiter
-    bulk: SlidingWindowLimiter
-
-    def before_request(self) -> None:
-        self.requests.acquire()
-
-    def before_bulk(self) -> None:
-        self.bulk.acquire()
-        self.requests.acquire()  # bulk imports are assumed to count against the 5/s budget too
 
 
 @dataclass
@@ -77,14 +57,14 @@ class AppContext:
                 self._clients[key] = client
         return client
 
-    def budget(self, hostname: str) -> "AccountBudget":
+    def budget(self, hostname: str) -> SharedRateBudget:
+        """The account's rate budget, shared with every other worker process through Table storage."""
         with self._lock:
             budget = self._budgets.get(hostname)
             if budget is None:
-                budget = self._budgets[hostname] = AccountBudget(
-                    SlidingWindowLimiter(self.settings.requests_per_second, 1.0 + _WINDOW_MARGIN, sleep=self.sleep),
-                    SlidingWindowLimiter(self.settings.bulk_requests_per_minute, 60.0 + _WINDOW_MARGIN, sleep=self.sleep),
-                )
+                budget = self._budgets[hostname] = SharedRateBudget(
+                    self.storage.tables.get_table_client(RATE_BUDGETS_TABLE), hostname,
+                    self.settings.requests_per_second, self.settings.bulk_requests_per_minute, sleep=self.sleep)
         return budget
 
     def ensure_resources(self) -> None:
@@ -99,8 +79,11 @@ class AppContext:
                 self.storage.blobs.create_container(name)
             except ResourceExistsError:
                 pass
-        self.config.ensure_tables()
-        self.runs.ensure_tables()
+        for name in TABLES:
+            try:
+                self.storage.tables.create_table(name)
+            except ResourceExistsError:
+                pass
 
 
 def build_context(settings: Settings | None = None, secret_backend=None) -> AppContext:

@@ -17,6 +17,7 @@ CONNECTIONS_TABLE = "connections"
 EXPORTS_TABLE = "exports"
 RUNS_TABLE = "runs"  # partition per run: the run itself and one entity per segment blob and per chunk
 EXPORT_RUNS_TABLE = "exportruns"  # partition per export: its runs newest first, and its active-run lock
-TABLES = (CONNECTIONS_TABLE, EXPORTS_TABLE, RUNS_TABLE, EXPORT_RUNS_TABLE)
+RATE_BUDGETS_TABLE = "ratebudgets"  # one entity per ActiveCampaign account: the next free send times
+TABLES = (CONNECTIONS_TABLE, EXPORTS_TABLE, RUNS_TABLE, EXPORT_RUNS_TABLE, RATE_BUDGETS_TABLE)
 
 STORAGE_CONNECTION = "AzureWebJobsStorage"  # the connection setting prefix every trigger binds to

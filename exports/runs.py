@@ -89,13 +89,6 @@ class RunStore:
         self.clock = clock
         self.wall_ms = wall_ms
 
-    def ensure_tables(self) -> None:
-        for table in (self.runs, self.index):
-            try:
-                table.create_table()
-            except ResourceExistsError:
-                pass
-
     # --- starting ----------------------------------------------------------------------------
     def acquire(self, export_id: str, run_id: str) -> None:
         """Make `run_id` the export's active run, or raise ActiveRunConflict naming the one that is."""

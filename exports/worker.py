@@ -90,14 +90,15 @@ def _send(ctx: AppContext, run: dict, row: str, chunk: dict) -> None:
             budget.before_request()
             return client.get_list(list_id)
 
-        ctx.backoff.run(check_list, on_retry=_log_retry(run_id, index))
+        on_retry = _on_retry(run_id, index, budget)
+        ctx.backoff.run(check_list, on_retry=on_retry)
         warnings = []
         for batch in _batches(items, position, list_id):
             reason = stop_reason(ctx, run)
             if reason:
                 fail_chunk(ctx, run_id, index, reason + f" ({sent} contacts of this chunk were sent before)")
                 return
-            accepted, refused = _import(ctx, client, budget, batch, list_id, run_id, index)
+            accepted, refused = _import(ctx, client, budget, batch, list_id, on_retry)
             if refused:
                 _write_rejects(ctx, run_id, index, position, refused)
             if accepted < len(batch) - len(refused):
@@ -116,25 +117,27 @@ def _send(ctx: AppContext, run: dict, row: str, chunk: dict) -> None:
         fail_chunk(ctx, run_id, index, str(error))
 
 
-def _log_retry(run_id: str, index: int):
+def _on_retry(run_id: str, index: int, budget):
     def on_retry(error: Transient, wait: float) -> None:
         log.info("run=%s chunk=%d %s; retrying in %.1f s", run_id, index, error, wait)
+        if error.throttled:
+            budget.penalize(wait)  # the account is busier than our budget knew: every worker pauses
     return on_retry
 
 
-def _import(ctx: AppContext, client, budget, batch: list[Item], list_id: str, run_id: str,
-            index: int) -> tuple[int, list[tuple[Item, str]]]:
+def _import(ctx: AppContext, client, budget, batch: list[Item], list_id: str,
+            on_retry) -> tuple[int, list[tuple[Item, str]]]:
     """Send one batch; contacts ActiveCampaign refuses are taken out and the rest sent again."""
     pending, refused = list(batch), []
     while pending:
         contacts = [contact for _, _, contact in pending]
 
         def call():
-            budget.before_bulk()
+            budget.before_bulk(len(contacts))
             return client.bulk_import(contacts, list_id)
 
         try:
-            return ctx.backoff.run(call, on_retry=_log_retry(run_id, index)).queued_contacts, refused
+            return ctx.backoff.run(call, on_retry=on_retry).queued_contacts, refused
         except ImportRejected as error:
             named = {i: reason for i, reason in error.failures.items() if 0 <= i < len(pending)}
             if not named:  # nothing to take out: the batch as a whole is refused, with ActiveCampaign's reason
