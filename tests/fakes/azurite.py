@@ -88,8 +88,10 @@ class Azurite:
     """One Azurite process on free loopback ports. ``start()`` (or ``with``) launches it."""
 
     def __init__(self, executable: Optional[str] = None, location: Optional[str] = None, *,
-                 timeout: float = 30.0) -> None:
+                 timeout: float = 30.0, ports: Optional[tuple[int, int, int]] = None) -> None:
+        """`ports` (blob, queue, table) fixes the ports, e.g. Azurite's usual 10000-10002 for `func start`."""
         self.executable = find_azurite(executable)
+        self._fixed_ports = ports
         self.timeout = timeout
         self._given_location = location
         self.location: Optional[str] = location
@@ -135,7 +137,7 @@ class Azurite:
         if self._given_location is None:
             self.location = os.path.join(self._workdir, "data")
             os.makedirs(self.location)
-        self.blob_port, self.queue_port, self.table_port = _free_ports(3)
+        self.blob_port, self.queue_port, self.table_port = self._fixed_ports or _free_ports(3)
         cmd = [self.executable, "--silent", "--location", str(self.location), "--loose", "--skipApiVersionCheck",
                "--blobHost", HOST, "--queueHost", HOST, "--tableHost", HOST,
                "--blobPort", str(self.blob_port), "--queuePort", str(self.queue_port),
