@@ -16,6 +16,7 @@ from exports.names import CONNECTIONS_TABLE, EXPORTS_TABLE
 MAPPED_FIELDS = ("email", "firstName", "lastName", "phone")
 _LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
 _CONTAINER = re.compile(r"^(?=.{3,63}$)[a-z0-9]+(-[a-z0-9]+)*$")
+_LIST_ID = re.compile(r"^[0-9]{1,18}$")
 _PARTITION = "config"  # few records, all read together: one partition per table
 
 
@@ -56,6 +57,9 @@ def hostname_problem(hostname: object) -> str | None:
     if name == "localhost" or name.endswith(".localhost"):
         return f"{value!r} is not a public host: {hint}"
     labels = name.split(".")
+    if labels[-1].isascii() and (labels[-1].isdigit() or labels[-1].startswith("0x")):
+        # No top-level domain is numeric: "127.1" or "0x7f.0.0.1" are IP addresses in short forms.
+        return f"{value!r} is an IP address: {hint}"
     if len(name) > 253 or len(labels) < 2 or not all(_LABEL.match(label) for label in labels):
         return f"{value!r} is not a valid DNS name: {hint}"
     return None
@@ -143,7 +147,7 @@ def validate_export_fields(display_name: object, list_id: object, container: obj
     problems = []
     if not isinstance(display_name, str) or not display_name.strip():
         problems.append({"field": "displayName", "message": "is required"})
-    if not isinstance(list_id, (str, int)) or isinstance(list_id, bool) or not str(list_id).strip().isdigit():
+    if not isinstance(list_id, (str, int)) or isinstance(list_id, bool) or not _LIST_ID.match(str(list_id).strip()):
         problems.append({"field": "listId", "message": "must be the numeric id of an ActiveCampaign list, e.g. \"3\""})
     if not isinstance(container, str) or not _CONTAINER.match(container):
         problems.append({"field": "segment.container",

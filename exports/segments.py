@@ -11,6 +11,7 @@ import gzip
 import io
 import json
 import re
+import zlib
 from dataclasses import dataclass
 from typing import Iterable, Iterator
 
@@ -89,7 +90,7 @@ def read_records(blob_name: str, chunks: Iterable[bytes], columns: dict[str, str
             yield from _jsonl_records(blob_name, text, columns)
         else:
             yield from _csv_records(blob_name, text, columns)
-    except (OSError, EOFError, gzip.BadGzipFile) as error:
+    except (OSError, EOFError, zlib.error) as error:  # gzip.BadGzipFile is an OSError
         raise SegmentError(f"{blob_name} could not be read: {error}") from None
 
 
@@ -103,6 +104,8 @@ def _csv_records(blob_name: str, text: io.TextIOBase, columns: dict[str, str]) -
     reader = csv.reader(text, strict=True)
     try:
         header = next(reader)
+        while not header:  # blank lines before the header are not the header
+            header = next(reader)
     except StopIteration:
         raise SegmentError(f"{blob_name} is empty: a CSV segment needs a header row") from None
     except csv.Error as error:

@@ -42,7 +42,7 @@ SETTINGS: tuple[Setting, ...] = (
             "Key Vault holding the ActiveCampaign API keys, e.g. https://NAME.vault.azure.net/. "
             "Unset only for local runs, where ACTIVECAMPAIGN_API_KEY is used instead."),
     Setting("EXPORT_SCHEDULE", "0 0 3 * * *",
-            "NCRONTAB schedule (six fields, UTC unless WEBSITE_TIME_ZONE is set) on which every enabled export runs."),
+            "NCRONTAB schedule (six fields, in UTC) on which every enabled export runs."),
     Setting("EXPORT_CHUNK_SIZE", "5000",
             "Contacts per chunk, the unit of work of one worker execution. 5,000 contacts are 20 bulk requests: "
             "about 12 s at ActiveCampaign's ceiling, so a chunk ends well inside the function timeout even when throttled."),
