@@ -75,7 +75,7 @@ def test_http_run_sends_the_exact_segment_and_reports_every_figure(app):
 
 
 def test_timer_starts_every_enabled_export_and_skips_disabled_ones(app):
-    _, expected = upload_segment(app, "timer/", rows=3000, seed=11)
+    _, expected = upload_segment(app, "timer/", rows=20_000, seed=11)
     enabled = app.export(prefix="timer/", mapping=mapping())
     app.export(prefix="timer/", mapping=mapping(), list_id="4", enabled=False)
 
