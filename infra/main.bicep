@@ -49,10 +49,10 @@ param maximumInstanceCount int = 10
 param instanceMemoryMB int = 2048
 
 @description('EXPORT_ADMIN_ROLE: app role (roles claim) that may manage connections and exports.')
-param exportAdminRole string = 'Exports.Admin'
+param exportAdminRole string = 'Export.Admin'
 
 @description('EXPORT_CONTRIBUTOR_ROLE: app role (roles claim) that may start runs and read their status.')
-param exportContributorRole string = 'Exports.Contributor'
+param exportContributorRole string = 'Export.Contributor'
 
 @description('Client id of the Entra app registration for App Service Authentication. Empty: no platform sign-in and EXPORT_REQUIRE_SIGN_IN=false.')
 param authClientId string = ''
