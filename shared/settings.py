@@ -57,6 +57,16 @@ SETTINGS: tuple[Setting, ...] = (
             "e.g. http://127.0.0.1:8800 for the simulator.", "local"),
     Setting("ACTIVECAMPAIGN_API_KEY", None,
             "Local development only, when KEY_VAULT_URL is unset: the API key every connection uses.", "local"),
+    Setting("EXPORT_ADMIN_ROLE", "Export.Admin",
+            "App role (a role claim of the signed-in caller, e.g. the token's roles claim) that may manage connections "
+            "and exports and run, read and cancel any export's runs."),
+    Setting("EXPORT_CONTRIBUTOR_ROLE", "Export.Contributor",
+            "App role that may see the connections admins opened to contributors, and create, change, run, cancel "
+            "and delete exports on those connections only."),
+    Setting("EXPORT_REQUIRE_SIGN_IN", "true",
+            "'true': every management and run request must carry App Service Authentication's X-MS-CLIENT-PRINCIPAL "
+            "header (401 without it). 'false' when the deployment has no user sign-in: the header is then ignored "
+            "(nothing strips a forged one) and any caller with a valid function key acts as admin."),
 )
 
 _BY_NAME = {setting.name: setting for setting in SETTINGS}
@@ -81,6 +91,9 @@ class Settings:
     bulk_requests_per_minute: int
     activecampaign_base_url: str | None
     local_api_key: str | None
+    admin_role: str = "Export.Admin"
+    contributor_role: str = "Export.Contributor"
+    require_sign_in: bool = True
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> "Settings":
@@ -106,6 +119,9 @@ class Settings:
             bulk_requests_per_minute=_positive_int(get, "ACTIVECAMPAIGN_BULK_REQUESTS_PER_MINUTE"),
             activecampaign_base_url=(get("ACTIVECAMPAIGN_BASE_URL") or "").rstrip("/") or None,
             local_api_key=get("ACTIVECAMPAIGN_API_KEY"),
+            admin_role=get("EXPORT_ADMIN_ROLE"),
+            contributor_role=get("EXPORT_CONTRIBUTOR_ROLE"),
+            require_sign_in=_boolean(get, "EXPORT_REQUIRE_SIGN_IN"),
         )
 
 
@@ -129,3 +145,12 @@ def _positive_float(get, name: str) -> float:
     if value <= 0:
         raise SettingError(f"{name} must be greater than 0, got {value}")
     return value
+
+
+def _boolean(get, name: str) -> bool:
+    raw = (get(name) or "").strip().lower()
+    if raw in ("true", "1", "yes"):
+        return True
+    if raw in ("false", "0", "no"):
+        return False
+    raise SettingError(f"{name} must be true or false, got {raw!r}")
