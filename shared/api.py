@@ -1,0 +1,130 @@
+"""HTTP plumbing for JSON APIs on Functions: one function per route that dispatches on the method,
+bodies read with a size limit, and request documents checked field by field.
+
+The host routes a request to a function by route template *and* method; a method no function
+declares gets the host's bare 404. So each route is one function that accepts every method and
+answers the ones it does not serve with 405 and an Allow header.
+"""
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import azure.functions as func
+
+from shared.http import HttpError, error_response
+from shared.logging import get_logger
+
+log = get_logger(__name__)
+
+ALL_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
+MAX_BODY_BYTES = 64 * 1024
+
+
+def json_api(handler):
+    """HttpError becomes its JSON answer; anything else is logged and answered 500 in the same JSON shape."""
+
+    @functools.wraps(handler)
+    def wrapper(req: func.HttpRequest, *args, **kwargs) -> func.HttpResponse:
+        try:
+            return handler(req, *args, **kwargs)
+        except HttpError as error:
+            return error_response(error)
+        except Exception:
+            log.exception("%s %s failed", req.method, _path(req.url))
+            return error_response(HttpError(500, "internal_error",
+                                            "the request failed on the server; the error was logged: try again, and "
+                                            "report it if it persists"))
+
+    return wrapper
+
+
+def _path(url: str) -> str:
+    from urllib.parse import urlsplit
+
+    return urlsplit(url).path  # never the query string: it may hold the function key (?code=)
+
+
+def dispatch(req: func.HttpRequest, handlers: Mapping[str, Callable[[], func.HttpResponse]]) -> func.HttpResponse:
+    """Call the handler for the request's method, or raise 405 naming the methods the route serves."""
+    method = (req.method or "").upper()
+    handler = handlers.get(method)
+    if handler is None:
+        allowed = ", ".join(handlers)
+        raise HttpError(405, "method_not_allowed", f"{method} is not allowed here; use {allowed}",
+                        headers={"Allow": allowed})
+    return handler()
+
+
+def read_json(req: func.HttpRequest, limit: int = MAX_BODY_BYTES) -> Any:
+    """The request body parsed as JSON: 413 over `limit` bytes, 400 when empty or not JSON."""
+    body = req.get_body() or b""
+    if len(body) > limit:
+        raise HttpError(413, "body_too_large", f"the request body has {len(body)} bytes; the limit is {limit} bytes")
+    if not body.strip():
+        raise HttpError(400, "invalid_json", "the request needs a JSON body (Content-Type: application/json)")
+    try:
+        return json.loads(body.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise HttpError(400, "invalid_json", "the request body is not UTF-8 text; send JSON") from None
+    except json.JSONDecodeError as error:
+        raise HttpError(400, "invalid_json",
+                        f"the request body is not valid JSON: {error.msg} at line {error.lineno} column {error.colno}") from None
+
+
+# --- request documents ----------------------------------------------------------------------------
+# A field spec is (types, required): types is a tuple of "string", "boolean", "integer", "null", or a
+# dict of nested field specs for an object.
+FieldSpec = tuple[Any, bool]
+
+
+def check_document(document: Any, spec: Mapping[str, FieldSpec], prefix: str = "") -> list[dict[str, str]]:
+    """Problems of shape: not an object, unknown fields, missing required fields, wrong JSON types.
+
+    Messages name the field and never repeat a value (a field may hold a secret).
+    """
+    where = prefix.rstrip(".") or "the body"
+    if not isinstance(document, dict):
+        return [{"field": prefix.rstrip(".") or "(body)", "message": f"{where} must be a JSON object"}]
+    problems = []
+    for name in document:
+        if name not in spec:
+            known = ", ".join(spec)
+            problems.append({"field": prefix + name, "message": f"is not a known field; the fields are {known}"})
+    for name, (types, required) in spec.items():
+        field = prefix + name
+        if name not in document:
+            if required:
+                problems.append({"field": field, "message": "is required"})
+            continue
+        value = document[name]
+        if isinstance(types, dict):
+            problems += check_document(value, types, field + ".")
+        elif not any(_is(value, kind) for kind in types):
+            problems.append({"field": field, "message": f"must be {_describe(types)}"})
+    return problems
+
+
+def _is(value: Any, kind: str) -> bool:
+    if kind == "string":
+        return isinstance(value, str)
+    if kind == "boolean":
+        return isinstance(value, bool)
+    if kind == "integer":
+        return isinstance(value, int) and not isinstance(value, bool)
+    if kind == "null":
+        return value is None
+    raise ValueError(kind)
+
+
+def _describe(types: tuple[str, ...]) -> str:
+    words = {"string": "a string", "boolean": "true or false", "integer": "a whole number", "null": "null"}
+    return " or ".join(words[kind] for kind in types)
+
+
+def validation_error(problems: list[dict[str, str]]) -> HttpError:
+    summary = "; ".join(f"{p['field']}: {p['message']}" for p in problems[:5])
+    more = f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""
+    return HttpError(400, "validation_failed", f"the request is not valid: {summary}{more}", details=problems)
