@@ -11,13 +11,16 @@ from typing import Callable, Iterator
 from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
 from azure.data.tables import TableServiceClient, UpdateMode
 
-from exports.names import CONNECTIONS_TABLE, EXPORTS_TABLE
+from exports.names import CONNECTIONS_TABLE, EXPORTS_TABLE, RUNS_CONTAINER
 
 MAPPED_FIELDS = ("email", "firstName", "lastName", "phone")
 _LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
 _CONTAINER = re.compile(r"^(?=.{3,63}$)[a-z0-9]+(-[a-z0-9]+)*$")
 _LIST_ID = re.compile(r"^[0-9]{1,18}$")
 _PARTITION = "config"  # few records, all read together: one partition per table
+# Containers of the app and the Functions host (run working files, host keys and leases): never a segment.
+RESERVED_CONTAINERS = (RUNS_CONTAINER,)
+RESERVED_CONTAINER_PREFIXES = ("azure-webjobs-",)
 
 
 class ConfigError(ValueError):
@@ -78,6 +81,7 @@ class Connection:
     createdAt: str
     updatedBy: str
     updatedAt: str
+    exportUser: str | None = None  # who created the connection; the account user exports run as
 
     def to_document(self) -> dict:
         doc = asdict(self)
@@ -152,6 +156,10 @@ def validate_export_fields(display_name: object, list_id: object, container: obj
     if not isinstance(container, str) or not _CONTAINER.match(container):
         problems.append({"field": "segment.container",
                          "message": "must be a blob container name: 3-63 lower-case letters, digits and single dashes"})
+    elif container in RESERVED_CONTAINERS or container.startswith(RESERVED_CONTAINER_PREFIXES):
+        problems.append({"field": "segment.container",
+                         "message": f"{container!r} holds the app's own files, not segments: name the container "
+                                    "where the customer-data platform writes segments, e.g. segments"})
     if not isinstance(prefix, str) or len(prefix) > 1024:
         problems.append({"field": "segment.prefix", "message": "must be a blob name prefix (may be empty), at most 1024 characters"})
     email = mapping.get("email")
@@ -194,6 +202,7 @@ class ConfigStore:
             id=connection_id, displayName=display_name.strip(), hostname=hostname.strip().lower().rstrip("."),
             apiKeySecretName=secret_name_for(connection_id), allowContributors=allow_contributors,
             privacyConsentBy=actor, privacyConsentAt=now, createdBy=actor, createdAt=now, updatedBy=actor, updatedAt=now,
+            exportUser=actor,
         )
         self._connections.create_entity(_entity(asdict(connection)))
         return connection
