@@ -21,8 +21,8 @@ from exports.blobs import REJECTS_HEADER, BlockWriter, concatenate, csv_line
 from exports.context import AppContext
 from exports.mapping import to_contact
 from exports.names import CHUNKS_QUEUE, SEGMENTS_QUEUE
-from exports.runs import (CHUNK_FINAL, RUN_ROW, SEGMENT_FINAL, RunNotFound, RunView, chunk_row, errors_of,
-                          segment_row, status_document, totals_of)
+from exports.runs import (CHUNK_FINAL, FINAL_STATUSES, RUN_ROW, SEGMENT_FINAL, RunNotFound, RunView, chunk_row,
+                          errors_of, segment_row, status_document, totals_of)
 from exports.segments import SegmentError, list_segment_blobs, read_records
 from shared.logging import get_logger
 
@@ -238,6 +238,52 @@ def _assemble_rejects(ctx: AppContext, run_id: str) -> str:
     parts = sorted(blob.name for blob in container.list_blobs(name_starts_with=rejects_part_prefix(run_id)))
     concatenate(container, target, parts, header=csv_line(REJECTS_HEADER))
     return f"{container.container_name}/{target}"
+
+
+# --- cancelling ----------------------------------------------------------------------------------
+CANCELLED_BEFORE_SENDING = "the run was cancelled before this chunk was sent"
+
+
+class RunFinished(Exception):
+    def __init__(self, run_id: str, status: str):
+        super().__init__(f"run {run_id} already finished with status {status}; only a queued or running run can be cancelled")
+        self.run_id = run_id
+        self.status = status
+
+
+def cancel_run(ctx: AppContext, run_id: str, actor: str, reason: str) -> RunView:
+    """Stop a queued or running run: nothing more is sent for it, and it finishes "cancelled".
+
+    The run row gets cancelRequested (workers check it before every batch and fail their chunk);
+    chunks no worker has claimed yet are failed here, so the run finishes as soon as the chunks
+    being sent reach their next batch. A run still splitting its segment finishes once the
+    split ends: splitting sends nothing. Raises RunNotFound, or RunFinished for a final run.
+    """
+    for _ in range(10):
+        run = ctx.runs.get_run(run_id)
+        if run["status"] in FINAL_STATUSES:
+            raise RunFinished(run_id, run["status"])
+        if run.get("cancelRequested"):
+            break  # asked before: cancelling again changes nothing
+        try:
+            ctx.runs.update_piece(run_id, RUN_ROW, {"cancelRequested": True, "cancelRequestedBy": actor,
+                                                    "cancelRequestedAt": ctx.runs.clock(), "cancelReason": reason},
+                                  etag=run.metadata["etag"])
+            log.info("run cancel requested: run=%s export=%s by=%s reason=%s", run_id, run["exportId"], actor, reason)
+            break
+        except ResourceModifiedError:
+            continue  # the run moved on meanwhile (perhaps to a final status): look again
+    else:
+        raise RuntimeError(f"run {run_id} kept changing; cancelling it again should work")
+    for chunk in ctx.runs.view(run_id).chunks:
+        if chunk["status"] in ("pending", "queued"):
+            try:
+                ctx.runs.update_piece(run_id, chunk["RowKey"], {"status": "failed", "error": CANCELLED_BEFORE_SENDING},
+                                      etag=chunk.metadata["etag"])
+            except ResourceModifiedError:
+                pass  # a worker claimed it just now; it stops before its next batch
+    settle(ctx, run_id)
+    return ctx.runs.view(run_id)
 
 
 def run_status(ctx: AppContext, run_id: str) -> dict:
