@@ -1,66 +1,83 @@
-"""HTTP functions for runs: start one, list an export's runs, read a run's status."""
+"""HTTP functions for runs: start one, list an export's runs, read a run's status, cancel a run.
+
+Access follows the export's connection (exports/management.py): admins see every run, contributors
+the runs of exports on connections open to them; a deleted export's runs stay readable by admins.
+"""
 from __future__ import annotations
 
 import azure.functions as func
 
-from exports import pipeline
-from exports.config import NotFound
+from exports import management
 from exports.context import get_context
-from exports.runs import ActiveRunConflict, RunNotFound
-from shared.http import HttpError, base_url, handle_errors, json_response
+from exports.runs import FINAL_STATUSES, ActiveRunConflict
+from shared.api import ALL_METHODS, dispatch, json_api
+from shared.http import HttpError, base_url, json_response
 
 bp = func.Blueprint()
-MAX_LISTED_RUNS = 100
+MAX_LISTED_RUNS = management.MAX_LISTED_RUNS
 
 
 def status_url(req: func.HttpRequest, run_id: str) -> str:
     return f"{base_url(req)}/api/runs/{run_id}"
 
 
-@bp.route(route="exports/{exportId}/runs", methods=["POST"])
-@handle_errors
-def start_export_run(req: func.HttpRequest) -> func.HttpResponse:
+@bp.function_name("export_runs")
+@bp.route(route="exports/{exportId}/runs", methods=ALL_METHODS)
+@json_api
+def export_runs(req: func.HttpRequest) -> func.HttpResponse:
     export_id = req.route_params["exportId"]
-    ctx = get_context()
-    try:
-        run_id = pipeline.start_run(ctx, export_id, trigger="http")
-    except NotFound as error:
-        raise HttpError(404, "export_not_found", str(error)) from None
-    except pipeline.ExportDisabled as error:
-        raise HttpError(409, "export_disabled", str(error)) from None
-    except ActiveRunConflict as conflict:
-        raise HttpError(409, "run_in_progress",
-                        f"run {conflict.run_id} of this export is still queued or running; wait for it to finish",
-                        details={"runId": conflict.run_id, "statusUrl": status_url(req, conflict.run_id)}) from None
-    url = status_url(req, run_id)
-    return json_response({"runId": run_id, "statusUrl": url}, status=202, headers={"Location": url})
 
-
-@bp.route(route="exports/{exportId}/runs", methods=["GET"])
-@handle_errors
-def list_export_runs(req: func.HttpRequest) -> func.HttpResponse:
-    export_id = req.route_params["exportId"]
-    raw_limit = req.params.get("limit", "20")
-    if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= MAX_LISTED_RUNS:
-        raise HttpError(400, "invalid_limit", f"limit must be a whole number from 1 to {MAX_LISTED_RUNS}")
-    ctx = get_context()
-    rows = ctx.runs.list_runs(export_id, limit=int(raw_limit))
-    if not rows and ctx.config.find_export(export_id) is None:
-        raise HttpError(404, "export_not_found", f"export {export_id!r} does not exist and has no runs")
-    runs = []
-    for row in rows:
+    def start():
+        ctx = get_context()
+        caller = management.identify_caller(ctx, req.headers)
         try:
-            runs.append({**pipeline.run_status(ctx, row["runId"]), "statusUrl": status_url(req, row["runId"])})
-        except RunNotFound:
-            continue  # an index row whose run was never written (a start that crashed)
-    return json_response({"exportId": export_id, "runs": runs})
+            run_id = management.start_run(ctx, caller, export_id)
+        except ActiveRunConflict as conflict:
+            raise HttpError(409, "run_in_progress",
+                            f"run {conflict.run_id} of this export is still queued or running; wait for it to finish "
+                            "or cancel it",
+                            details={"runId": conflict.run_id, "statusUrl": status_url(req, conflict.run_id)}) from None
+        url = status_url(req, run_id)
+        return json_response({"runId": run_id, "statusUrl": url}, status=202, headers={"Location": url})
+
+    def list_them():
+        raw_limit = req.params.get("limit", "20")
+        if not raw_limit.isascii() or not raw_limit.isdigit() or not 1 <= int(raw_limit) <= MAX_LISTED_RUNS:
+            raise HttpError(400, "invalid_limit", f"limit must be a whole number from 1 to {MAX_LISTED_RUNS}")
+        ctx = get_context()
+        caller = management.identify_caller(ctx, req.headers)
+        runs = management.list_runs(ctx, caller, export_id, int(raw_limit))
+        return json_response({"exportId": export_id,
+                              "runs": [{**run, "statusUrl": status_url(req, run["runId"])} for run in runs]})
+
+    return dispatch(req, {"GET": list_them, "POST": start})
 
 
-@bp.route(route="runs/{runId}", methods=["GET"])
-@handle_errors
-def get_run_status(req: func.HttpRequest) -> func.HttpResponse:
-    run_id = req.route_params["runId"]
-    try:
-        return json_response(pipeline.run_status(get_context(), run_id))
-    except RunNotFound as error:
-        raise HttpError(404, "run_not_found", str(error)) from None
+@bp.function_name("run")
+@bp.route(route="runs/{runId}", methods=ALL_METHODS)
+@json_api
+def run_item(req: func.HttpRequest) -> func.HttpResponse:
+    def get():
+        ctx = get_context()
+        caller = management.identify_caller(ctx, req.headers)
+        return json_response(management.run_status(ctx, caller, req.route_params["runId"]))
+
+    return dispatch(req, {"GET": get})
+
+
+@bp.function_name("cancel_run")
+@bp.route(route="runs/{runId}/cancel", methods=ALL_METHODS)
+@json_api
+def cancel_run(req: func.HttpRequest) -> func.HttpResponse:
+    """202 while workers finish the batch they are sending; 200 once the run is cancelled."""
+
+    def post():
+        ctx = get_context()
+        caller = management.identify_caller(ctx, req.headers)
+        run_id = req.route_params["runId"]
+        document = management.cancel_run(ctx, caller, run_id)
+        url = status_url(req, run_id)
+        status = 200 if document["status"] in FINAL_STATUSES else 202
+        return json_response({**document, "statusUrl": url}, status=status, headers={"Location": url})
+
+    return dispatch(req, {"POST": post})
