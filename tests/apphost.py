@@ -7,22 +7,34 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from urllib.parse import parse_qsl, urlsplit
 
 import azure.functions as func
 
 from exports.context import AppContext, set_context
 from exports.local_host import LocalQueueHost, indexed_functions
-from exports.names import CONNECTIONS_TABLE, EXPORTS_TABLE, QUEUES, SEGMENTS_CONTAINER
+from exports.names import CONNECTIONS_TABLE, EXPORT_RUNS_TABLE, EXPORTS_TABLE, QUEUES, RUNS_TABLE, SEGMENTS_CONTAINER
 from exports.runs import FINAL_STATUSES
+from shared.auth import PRINCIPAL_HEADER, encode_client_principal
 from shared.secrets import CachedSecrets, KeyVaultSecrets
 from shared.settings import Settings
+from shared.storage import StorageClients
 from tests.fakes.keyvault import make_secret_client
+from tests.openapi_contract import check_response
 
 API_KEY = "ac-key-9f8e7d6c5b4a-DO-NOT-LEAK"  # distinctive, so a leak anywhere is found by search
+# Every API key a test uses contains this marker, so the leak checks find any of them, valid or not.
+SECRET_MARKER = "DO-NOT-LEAK"
 ACCOUNT_HOST = "testaccount.api-us1.com"
 HOST_URL = "http://localhost:7071"
+
+# X-MS-CLIENT-PRINCIPAL values as App Service Authentication writes them, for the default role names.
+ADMIN = encode_client_principal("admin@example.com", ["Export.Admin"])
+CONTRIBUTOR = encode_client_principal("contributor@example.com", ["Export.Contributor"])
+NOBODY = encode_client_principal("visitor@example.com", [])  # signed in, but neither role
+ANONYMOUS = None  # no header at all
 
 
 @dataclass
@@ -30,11 +42,40 @@ class Response:
     status: int
     headers: dict
     body: object
+    method: str = ""
+    path: str = ""
 
     @classmethod
-    def of(cls, response: func.HttpResponse) -> "Response":
+    def of(cls, response: func.HttpResponse, method: str = "", path: str = "") -> Response:
         raw = response.get_body()
-        return cls(response.status_code, dict(response.headers), json.loads(raw) if raw else None)
+        headers = dict(response.headers)
+        if response.mimetype and not any(k.lower() == "content-type" for k in headers):
+            # The host writes Content-Type from the response's mimetype and charset.
+            headers["Content-Type"] = response.mimetype + (f"; charset={response.charset}" if response.charset else "")
+        return cls(response.status_code, headers, json.loads(raw) if raw else None, method.upper(), path)
+
+
+class _RecordingQueue:
+    """A queue client that keeps every message the app sends, so a test can search all of them later."""
+
+    def __init__(self, client, sent: list):
+        self._client = client
+        self._sent = sent
+
+    def send_message(self, content, *args, **kwargs):
+        self._sent.append(content)
+        return self._client.send_message(content, *args, **kwargs)
+
+    def __getattr__(self, name):
+        return getattr(self._client, name)
+
+
+@dataclass(frozen=True)
+class RecordingStorage(StorageClients):
+    sent_messages: list = field(default_factory=list)
+
+    def queue(self, name: str):
+        return _RecordingQueue(super().queue(name), self.sent_messages)
 
 
 class TestApp:
@@ -54,6 +95,7 @@ class TestApp:
         }
         self.settings = Settings.from_env(self.environ)
         self.secret_backend = KeyVaultSecrets(make_secret_client(vault))
+        self.started_at = datetime.now(UTC) - timedelta(seconds=5)  # Azurite's clock and ours may differ a little
         self.ctx = AppContext(settings=self.settings, storage=_storage(self.settings),
                               secrets=CachedSecrets(self.secret_backend, self.settings.secret_cache_seconds))
         self.ctx.backoff.base_seconds = 0.05  # Retry-After still rules; the jittered floor just shrinks
@@ -66,6 +108,18 @@ class TestApp:
 
     def close(self) -> None:
         set_context(None)
+        self.assert_no_secret_in_storage()
+
+    def assert_no_secret_in_storage(self) -> None:
+        """No API key in any Table entity written, or queue message sent, while this app ran."""
+        haystacks = {f"queue message {i}": str(m) for i, m in enumerate(self.ctx.storage.sent_messages)}
+        since = self.started_at.strftime("%Y-%m-%dT%H:%M:%SZ")
+        for table in (CONNECTIONS_TABLE, EXPORTS_TABLE, RUNS_TABLE, EXPORT_RUNS_TABLE):
+            client = self.ctx.storage.tables.get_table_client(table)
+            entities = client.query_entities(f"Timestamp ge datetime'{since}'")
+            haystacks[f"table {table}"] = repr(list(entities))
+        for where, text in haystacks.items():
+            assert SECRET_MARKER not in text, f"an API key leaked into {where}"
 
     def _clean(self) -> None:
         # Tests share one Azurite: start each with empty queues and no configuration records
@@ -99,16 +153,31 @@ class TestApp:
         return blob.get_blob_properties().etag
 
     # --- driving the functions ---------------------------------------------------------------
-    def request(self, method: str, path: str, body: object = None, headers: dict | None = None) -> Response:
+    def request(self, method: str, path: str, body: object = None, headers: dict | None = None,
+                principal: str | None = ADMIN) -> Response:
+        """Call the function the host would route to, as `principal` (an X-MS-CLIENT-PRINCIPAL value; None: no header).
+
+        Every response is checked against exports/openapi.json and searched for API keys.
+        """
         url = HOST_URL + path
         parts = urlsplit(url)
         function, route_params = self._route(method, parts.path.removeprefix("/api/"))
         raw = body if isinstance(body, bytes) else (json.dumps(body).encode() if body is not None else b"")
-        request = func.HttpRequest(method, url, headers=headers or {}, params=dict(parse_qsl(parts.query)),
+        headers = dict(headers or {})
+        if principal is not None and not any(k.lower() == PRINCIPAL_HEADER for k in headers):
+            headers["X-MS-CLIENT-PRINCIPAL"] = principal
+        if raw and not any(k.lower() == "content-type" for k in headers):
+            headers["Content-Type"] = "application/json"
+        request = func.HttpRequest(method.upper(), url, headers=headers, params=dict(parse_qsl(parts.query)),
                                    route_params=route_params, body=raw)
-        response = Response.of(function(request))
+        response = Response.of(function(request), method, parts.path)
         self.responses.append(response)
+        TestApp.all_responses.append(response)
+        assert SECRET_MARKER not in json.dumps([response.body, response.headers]), f"{method} {path}: an API key leaked into the response"
+        check_response(response.method, response.path, response.status, response.headers, response.body)
         return response
+
+    all_responses: list[Response] = []  # every response of the session, across apps
 
     def _route(self, method: str, path: str):
         allowed = False
@@ -116,11 +185,13 @@ class TestApp:
             trigger = function.get_bindings()[0]
             if trigger.type != "httpTrigger":
                 continue
-            pattern = re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", trigger.route)
+            pattern = "".join(f"(?P<{part[1:-1]}>[^/]+)" if part.startswith("{") else re.escape(part)
+                              for part in re.split(r"(\{\w+\})", trigger.route))
             match = re.fullmatch(pattern, path)
             if match:
                 allowed = True
-                if method.upper() in [str(m.value if hasattr(m, "value") else m).upper() for m in trigger.methods]:
+                methods = trigger.methods or ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
+                if method.upper() in [str(m.value if hasattr(m, "value") else m).upper() for m in methods]:
                     return function.get_user_function(), match.groupdict()
         raise LookupError(f"{method} /api/{path}: {'method not allowed' if allowed else 'no route'}")
 
@@ -140,7 +211,8 @@ class TestApp:
         return self.request("POST", f"/api/exports/{export_id}/runs")
 
 
-def _storage(settings):
+def _storage(settings) -> RecordingStorage:
     from shared.storage import storage_clients
 
-    return storage_clients(settings)
+    clients = storage_clients(settings)
+    return RecordingStorage(blobs=clients.blobs, queues=clients.queues, tables=clients.tables)

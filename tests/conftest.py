@@ -10,6 +10,9 @@ from tests.fakes.activecampaign import ActiveCampaignSimulator
 from tests.fakes.azurite import Azurite
 from tests.fakes.keyvault import FakeKeyVault
 
+# Session-wide checks: responses against exports/openapi.json, no API key in any log record.
+pytest_plugins = ("tests.suite_checks",)
+
 # Limits of the simulated account in most tests: ten times ActiveCampaign's, so that runs of
 # tens of thousands of contacts take seconds. The app is configured with the same numbers.
 REQUESTS_PER_SECOND = 50

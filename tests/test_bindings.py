@@ -12,9 +12,17 @@ from azure.storage.queue import QueueClient
 
 from exports.local_host import indexed_functions
 from exports.names import CHUNKS_POISON_QUEUE, CHUNKS_QUEUE, SEGMENTS_POISON_QUEUE, SEGMENTS_QUEUE, STORAGE_CONNECTION
+from shared.api import ALL_METHODS
 from tests.fakes.profiles import make_segment
+from tests.openapi_contract import document as openapi_document
 
 ROOT = Path(__file__).resolve().parent.parent
+HTTP_ROUTES = (
+    "connections", "connections/{connectionId}",
+    "exports", "exports/{exportId}", "exports/{exportId}/runs",
+    "runs/{runId}", "runs/{runId}/cancel",
+    "openapi.json",
+)
 
 
 def index():
@@ -28,12 +36,13 @@ def test_every_function_has_the_trigger_the_pipeline_expects():
     triggers = {name: json.loads(f.get_function_json())["bindings"] for name, f in functions.items()}
 
     http = {name: b[0] for name, b in triggers.items() if b[0]["type"] == "httpTrigger"}
-    assert {(b["route"], tuple(b["methods"])) for b in http.values()} == {
-        ("exports/{exportId}/runs", ("POST",)),
-        ("exports/{exportId}/runs", ("GET",)),
-        ("runs/{runId}", ("GET",)),
-    }
+    # One function per route, taking every method: the function answers 405 with Allow itself,
+    # where the host would give a bare 404 for a method no function declares.
+    assert sorted(b["route"] for b in http.values()) == sorted(HTTP_ROUTES)
+    assert all(set(b["methods"]) == set(ALL_METHODS) for b in http.values())
     assert all(b["authLevel"] == "FUNCTION" for b in http.values())
+    documented = {path.removeprefix("/") for path in openapi_document()["paths"]}
+    assert documented == set(HTTP_ROUTES), "exports/openapi.json documents exactly the routes the host indexes"
 
     queues = {b[0]["queueName"]: (name, b[0]) for name, b in triggers.items() if b[0]["type"] == "queueTrigger"}
     assert set(queues) == {SEGMENTS_QUEUE, CHUNKS_QUEUE, SEGMENTS_POISON_QUEUE, CHUNKS_POISON_QUEUE}
@@ -90,7 +99,7 @@ def test_importing_the_app_opens_no_connection():
         "socket.socket.connect = refuse\n"
         "socket.create_connection = refuse\n"
         "import function_app\n"
-        "assert len(function_app.app.get_functions()) == 8\n"
+        "assert len(function_app.app.get_functions()) == 13\n"
     )
     env = {"PATH": "/usr/bin:/bin", "KEY_VAULT_URL": "https://127.0.0.1:9/", "AzureWebJobsStorage": "UseDevelopmentStorage=true"}
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
