@@ -166,6 +166,20 @@ def test_run_routes_follow_the_connection_rules(app):
     app.drain(run_id)
 
 
+def test_contributors_start_read_and_list_runs_of_exports_on_open_connections(app):
+    upload(app, "mgmt-run-open/", rows=300)
+    export = new_export(app, "mgmt-run-open/")
+    started = app.request("POST", f"/api/exports/{export['id']}/runs", principal=CONTRIBUTOR)
+    assert started.status == 202
+    run_id = started.body["runId"]
+    app.drain(run_id)
+    status = app.request("GET", f"/api/runs/{run_id}", principal=CONTRIBUTOR)
+    assert status.status == 200 and status.body["status"] == "succeeded" and status.body["trigger"] == "http"
+    listed = app.request("GET", f"/api/exports/{export['id']}/runs", principal=CONTRIBUTOR)
+    assert [r["runId"] for r in listed.body["runs"]] == [run_id]
+    assert app.request("GET", f"/api/exports/{export['id']}", principal=CONTRIBUTOR).body == export
+
+
 # --- removal while a run sends ----------------------------------------------------------------------
 def test_deleting_an_export_mid_run_cancels_the_run_and_keeps_it_readable(app, monkeypatch):
     upload(app, "mgmt-delete-mid/", rows=3000)
