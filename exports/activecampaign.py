@@ -101,8 +101,9 @@ class ActiveCampaignClient:
     def _call(self, method: str, path: str, body: bytes | None = None, not_found: str | None = None) -> dict:
         url = self.base_url + path
         try:
+            # No redirects: requests would carry the Api-Token header to wherever a redirect points.
             response = self._session.request(
-                method, url, data=body, timeout=self._timeout,
+                method, url, data=body, timeout=self._timeout, allow_redirects=False,
                 headers={"Content-Type": "application/json"} if body is not None else None,
             )
         except requests.RequestException as error:

@@ -20,7 +20,6 @@ import re
 import shutil
 import subprocess
 import sys
-import warnings
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -44,11 +43,6 @@ PLATFORM_SETTINGS = {
     "APPLICATIONINSIGHTS_CONNECTION_STRING",  # where the host sends logs and metrics
     "APPLICATIONINSIGHTS_AUTHENTICATION_STRING",  # Entra authentication with the managed identity
 }
-
-# Settings the management API will read (issue #5: role names and the sign-in switch) and the
-# template already sets, before they reach the registry. Tolerated only while the registry lacks
-# them (with a warning); once registered they are checked like every other setting.
-PENDING_REGISTRY_SETTINGS = {"EXPORT_ADMIN_ROLE", "EXPORT_CONTRIBUTOR_ROLE", "EXPORT_REQUIRE_SIGN_IN"}
 
 # Blob containers only the infrastructure uses: the Flex Consumption deployment package.
 INFRA_ONLY_CONTAINERS = {"app-package"}
@@ -263,12 +257,7 @@ def test_template_sets_no_setting_the_code_does_not_read(app_settings):
     local = {s.name for s in LOCAL}
     assert not local & set(app_settings), f"local-only settings must not be set on Azure: {sorted(local & set(app_settings))}"
     unknown = set(app_settings) - registered - PLATFORM_SETTINGS
-    pending = unknown & (PENDING_REGISTRY_SETTINGS - REGISTRY_NAMES)
-    assert unknown == pending, (f"app settings nobody reads (neither in shared/settings.py nor platform settings): "
-                                f"{sorted(unknown - pending)}")
-    if pending:
-        warnings.warn(f"app settings set ahead of their registry entries in shared/settings.py: {sorted(pending)}",
-                      stacklevel=1)
+    assert not unknown, f"app settings nobody reads (neither in shared/settings.py nor platform settings): {sorted(unknown)}"
 
 
 def _resolve(value, main: dict):
