@@ -36,20 +36,6 @@ def error_response(error: HttpError) -> func.HttpResponse:
     return json_response({"error": body}, status=error.status, headers=error.headers)
 
 
-def handle_errors(handler):
-    """Turn HttpError into its JSON response; anything else is the host's 500 (and is logged by it)."""
-    import functools
-
-    @functools.wraps(handler)
-    def wrapper(req: func.HttpRequest, *args, **kwargs) -> func.HttpResponse:
-        try:
-            return handler(req, *args, **kwargs)
-        except HttpError as error:
-            return error_response(error)
-
-    return wrapper
-
-
 def base_url(req: func.HttpRequest) -> str:
     """Scheme and host the caller used, so that Location and statusUrl work behind the platform's front end."""
     from urllib.parse import urlsplit
