@@ -8,8 +8,8 @@ from __future__ import annotations
 import json
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import requests
 from requests.adapters import HTTPAdapter

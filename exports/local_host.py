@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import azure.functions as func
 
@@ -30,7 +30,7 @@ class QueueSettings:
     batch_size: int
 
     @classmethod
-    def from_host_json(cls, path: Path = HOST_JSON) -> "QueueSettings":
+    def from_host_json(cls, path: Path = HOST_JSON) -> QueueSettings:
         queues = json.loads(path.read_text())["extensions"]["queues"]
         hours, minutes, seconds = (int(part) for part in queues["visibilityTimeout"].split(":"))
         return cls(int(queues["maxDequeueCount"]), hours * 3600 + minutes * 60 + seconds, int(queues["batchSize"]))

@@ -21,8 +21,19 @@ from exports.blobs import REJECTS_HEADER, BlockWriter, concatenate, csv_line
 from exports.context import AppContext
 from exports.mapping import to_contact
 from exports.names import CHUNKS_QUEUE, SEGMENTS_QUEUE
-from exports.runs import (CHUNK_FINAL, FINAL_STATUSES, RUN_ROW, SEGMENT_FINAL, RunNotFound, RunView, chunk_row,
-                          errors_of, segment_row, status_document, totals_of)
+from exports.runs import (
+    CHUNK_FINAL,
+    FINAL_STATUSES,
+    RUN_ROW,
+    SEGMENT_FINAL,
+    RunNotFound,
+    RunView,
+    chunk_row,
+    errors_of,
+    segment_row,
+    status_document,
+    totals_of,
+)
 from exports.segments import SegmentError, list_segment_blobs, read_records
 from shared.logging import get_logger
 

@@ -5,8 +5,7 @@ import azure.functions as func
 
 from exports.context import get_context
 from exports.messages import BadMessage, parse
-from exports.names import (CHUNKS_POISON_QUEUE, CHUNKS_QUEUE, SEGMENTS_POISON_QUEUE, SEGMENTS_QUEUE,
-                           STORAGE_CONNECTION)
+from exports.names import CHUNKS_POISON_QUEUE, CHUNKS_QUEUE, SEGMENTS_POISON_QUEUE, SEGMENTS_QUEUE, STORAGE_CONNECTION
 from exports.pipeline import settle, split_segment
 from exports.runs import CHUNK_FINAL, SEGMENT_FINAL, RunNotFound, chunk_row, segment_row
 from exports.worker import send_chunk

@@ -12,8 +12,8 @@ import io
 import json
 import re
 import zlib
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Iterable, Iterator
 
 SEGMENT_SUFFIXES = (".csv", ".csv.gz", ".jsonl", ".jsonl.gz")
 _INVALID_UTF8 = re.compile("[\udc80-\udcff]")  # what surrogateescape turns undecodable bytes into

@@ -5,7 +5,7 @@ import logging
 
 import pytest
 
-from tests.apphost import TestApp, ACCOUNT_HOST, API_KEY
+from tests.apphost import ACCOUNT_HOST, API_KEY, TestApp
 from tests.fakes.activecampaign import ActiveCampaignSimulator
 from tests.fakes.azurite import Azurite
 from tests.fakes.keyvault import FakeKeyVault

@@ -5,8 +5,17 @@ import random
 
 import pytest
 
-from exports.activecampaign import (MAX_IMPORT_BYTES, ActiveCampaignClient, Backoff, ImportRejected, KeyRejected,
-                                    NotFound, Transient, contact_cost, import_payload)
+from exports.activecampaign import (
+    MAX_IMPORT_BYTES,
+    ActiveCampaignClient,
+    Backoff,
+    ImportRejected,
+    KeyRejected,
+    NotFound,
+    Transient,
+    contact_cost,
+    import_payload,
+)
 from tests.fakes.activecampaign import ActiveCampaignSimulator
 
 KEY = "client-test-key-123"

@@ -323,7 +323,7 @@ def test_azurite_stop_terminates_and_cleans_up():
     with pytest.raises(OSError):
         socket.create_connection(("127.0.0.1", port), timeout=2).close()
     with pytest.raises(AzuriteError):
-        azurite.connection_string
+        _ = azurite.connection_string
 
 
 def test_azurite_keeps_a_given_location(tmp_path):

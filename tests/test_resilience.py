@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from exports import pipeline, worker
+from exports import pipeline
 from exports.activecampaign import ActiveCampaignClient
 from exports.names import CHUNKS_QUEUE, SEGMENTS_QUEUE
 from tests.fakes.profiles import make_segment

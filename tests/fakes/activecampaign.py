@@ -34,8 +34,9 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Callable, Iterable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Callable, Iterable
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 API_PREFIX = "/api/3"
@@ -238,7 +239,7 @@ class ActiveCampaignSimulator:
         if self._thread is not None:
             self._thread.join(timeout=5)
 
-    def __enter__(self) -> "ActiveCampaignSimulator":
+    def __enter__(self) -> ActiveCampaignSimulator:
         self.start()
         return self
 
@@ -253,7 +254,8 @@ class ActiveCampaignSimulator:
     @reject_emails.setter
     def reject_emails(self, value: Callable[[str], bool] | Iterable[str] | None) -> None:
         if value is None:
-            check: Callable[[str], bool] = lambda email: False
+            def check(email: str) -> bool:
+                return False
         elif callable(value):
             check = value
         else:
@@ -661,7 +663,7 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive, so a requests.Session reuses its connection
     disable_nagle_algorithm = True  # otherwise Nagle + delayed ACK add ~40 ms per reply
     server_version = "ActiveCampaignSimulator/1.0"
-    server: "_Server"
+    server: _Server
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - base signature
         pass  # benchmarks send thousands of requests; per-request stderr lines are noise

@@ -19,7 +19,7 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 __all__ = ["ACCOUNT_KEY", "ACCOUNT_NAME", "Azurite", "AzuriteError", "AzuriteNotFoundError", "find_azurite"]
 
@@ -38,7 +38,7 @@ class AzuriteNotFoundError(AzuriteError, FileNotFoundError):
     """No Azurite executable."""
 
 
-def find_azurite(executable: Optional[str] = None, repo_root: Optional[Path] = None) -> str:
+def find_azurite(executable: str | None = None, repo_root: Path | None = None) -> str:
     """The Azurite executable: ``executable`` if given, else ``<repo>/node_modules/.bin/azurite``,
     else ``azurite`` on PATH."""
     if executable is not None:
@@ -87,17 +87,17 @@ def _accepts(port: int) -> bool:
 class Azurite:
     """One Azurite process on free loopback ports. ``start()`` (or ``with``) launches it."""
 
-    def __init__(self, executable: Optional[str] = None, location: Optional[str] = None, *,
-                 timeout: float = 30.0, ports: Optional[tuple[int, int, int]] = None) -> None:
+    def __init__(self, executable: str | None = None, location: str | None = None, *,
+                 timeout: float = 30.0, ports: tuple[int, int, int] | None = None) -> None:
         """`ports` (blob, queue, table) fixes the ports, e.g. Azurite's usual 10000-10002 for `func start`."""
         self.executable = find_azurite(executable)
         self._fixed_ports = ports
         self.timeout = timeout
         self._given_location = location
-        self.location: Optional[str] = location
+        self.location: str | None = location
         self.blob_port = self.queue_port = self.table_port = 0
-        self._process: Optional[subprocess.Popen] = None
-        self._workdir: Optional[str] = None
+        self._process: subprocess.Popen | None = None
+        self._workdir: str | None = None
         self._log = None
 
     # ------------------------------------------------------------------ endpoints
@@ -130,7 +130,7 @@ class Azurite:
             return ""
 
     # ------------------------------------------------------------------ lifecycle
-    def start(self) -> "Azurite":
+    def start(self) -> Azurite:
         if self._process is not None:
             return self
         self._workdir = tempfile.mkdtemp(prefix="azurite-test-")
@@ -191,7 +191,7 @@ class Azurite:
         if self._given_location is None:
             self.location = None
 
-    def __enter__(self) -> "Azurite":
+    def __enter__(self) -> Azurite:
         return self.start()
 
     def __exit__(self, *exc: Any) -> None:

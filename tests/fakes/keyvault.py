@@ -31,7 +31,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Optional
+from typing import Any
 from urllib.parse import parse_qs, quote, unquote, urlencode, urlsplit
 
 import trustme
@@ -91,21 +91,21 @@ class StaticTokenCredential:
     def _expires_on(self) -> int:
         return int(time.time()) + self._lifetime
 
-    def get_token(self, *scopes: str, claims: Optional[str] = None, tenant_id: Optional[str] = None,
+    def get_token(self, *scopes: str, claims: str | None = None, tenant_id: str | None = None,
                   enable_cae: bool = False, **kwargs: Any) -> AccessToken:
         self.scopes_requested.append(tuple(scopes))
         return AccessToken(self._token, self._expires_on())
 
     if AccessTokenInfo is not None:
 
-        def get_token_info(self, *scopes: str, options: Optional[dict] = None) -> "AccessTokenInfo":
+        def get_token_info(self, *scopes: str, options: dict | None = None) -> AccessTokenInfo:
             self.scopes_requested.append(tuple(scopes))
             return AccessTokenInfo(self._token, self._expires_on())
 
     def close(self) -> None:
         pass
 
-    def __enter__(self) -> "StaticTokenCredential":
+    def __enter__(self) -> StaticTokenCredential:
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -115,7 +115,7 @@ class StaticTokenCredential:
         return "StaticTokenCredential(<token>)"
 
 
-def make_secret_client(vault: "FakeKeyVault", credential: Any = None, **kwargs: Any):
+def make_secret_client(vault: FakeKeyVault, credential: Any = None, **kwargs: Any):
     """The real SecretClient pointed at ``vault``, trusting the vault's test CA."""
     from azure.keyvault.secrets import SecretClient
 
@@ -128,11 +128,11 @@ def make_secret_client(vault: "FakeKeyVault", credential: Any = None, **kwargs: 
 class _Version:
     version: str
     value: str
-    content_type: Optional[str]
-    tags: Optional[dict]
+    content_type: str | None
+    tags: dict | None
     enabled: bool
-    not_before: Optional[int]
-    expires: Optional[int]
+    not_before: int | None
+    expires: int | None
     created: int
     updated: int
 
@@ -145,8 +145,8 @@ class _Deleted:
 
 
 class _KvError(Exception):
-    def __init__(self, status: int, code: str, message: str, inner: Optional[str] = None,
-                 headers: Optional[dict] = None) -> None:
+    def __init__(self, status: int, code: str, message: str, inner: str | None = None,
+                 headers: dict | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
@@ -182,7 +182,7 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = False
 
-    def __init__(self, vault: "FakeKeyVault", ssl_context: ssl.SSLContext) -> None:
+    def __init__(self, vault: FakeKeyVault, ssl_context: ssl.SSLContext) -> None:
         self.vault = vault
         self.ssl_context = ssl_context
         self._connections: set = set()
@@ -260,7 +260,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.command, self.path, self.headers.get("Authorization"), body)
         self._send(status, payload, headers)
 
-    def _send(self, status: int, payload: Optional[dict], headers: Optional[dict] = None) -> None:
+    def _send(self, status: int, payload: dict | None, headers: dict | None = None) -> None:
         data = b"" if payload is None else json.dumps(payload).encode("utf-8")
         self.send_response(status)
         if payload is not None:
@@ -299,13 +299,13 @@ class FakeKeyVault:
         self._deleted: dict[str, _Deleted] = {}
         self._requests = 0
         self._get_counts: dict[str, int] = {}
-        self._faults: list[tuple[int, Optional[int]]] = []
+        self._faults: list[tuple[int, int | None]] = []
         self.request_log: list[tuple[str, str, int]] = []  # (method, path, status), no bodies
-        self._server: Optional[_Server] = None
-        self._thread: Optional[threading.Thread] = None
-        self._tmpdir: Optional[str] = None
-        self.ca_path: Optional[str] = None
-        self.url: Optional[str] = None
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+        self._tmpdir: str | None = None
+        self.ca_path: str | None = None
+        self.url: str | None = None
 
     # ----------------------------------------------------------------- lifecycle
     def start(self) -> str:
@@ -339,7 +339,7 @@ class FakeKeyVault:
             shutil.rmtree(self._tmpdir, ignore_errors=True)
             self._tmpdir = None
 
-    def __enter__(self) -> "FakeKeyVault":
+    def __enter__(self) -> FakeKeyVault:
         self.start()
         return self
 
@@ -361,8 +361,8 @@ class FakeKeyVault:
         with self._lock:
             return sorted(self._deleted)
 
-    def set(self, name: str, value: str, *, content_type: Optional[str] = None,
-            tags: Optional[dict] = None, enabled: bool = True) -> str:
+    def set(self, name: str, value: str, *, content_type: str | None = None,
+            tags: dict | None = None, enabled: bool = True) -> str:
         """Seed a secret directly (no HTTP, not counted). Returns the new version id."""
         if not _NAME_RE.match(name):
             raise ValueError(f"invalid secret name: {name!r}")
@@ -382,7 +382,7 @@ class FakeKeyVault:
         with self._lock:
             return self._get_counts.get(name, 0)
 
-    def fail_next(self, count: int = 1, status: int = 503, *, retry_after: Optional[int] = None) -> None:
+    def fail_next(self, count: int = 1, status: int = 503, *, retry_after: int | None = None) -> None:
         """Answer the next ``count`` authenticated, well-formed requests with ``status`` and a Key Vault
         error body (plus ``Retry-After`` when given). Unauthenticated challenge requests pass untouched."""
         with self._lock:
@@ -395,8 +395,8 @@ class FakeKeyVault:
             self.request_log.clear()
 
     # ------------------------------------------------------------- HTTP core
-    def _dispatch(self, method: str, raw_path: str, authorization: Optional[str],
-                  body: bytes) -> tuple[int, Optional[dict], dict]:
+    def _dispatch(self, method: str, raw_path: str, authorization: str | None,
+                  body: bytes) -> tuple[int, dict | None, dict]:
         parts = urlsplit(raw_path)
         path = parts.path
         with self._lock:
@@ -409,7 +409,7 @@ class FakeKeyVault:
             self.request_log.append((method, path, status))
         return status, payload, headers
 
-    def _authorize(self, authorization: Optional[str]) -> None:
+    def _authorize(self, authorization: str | None) -> None:
         scheme, _, token = (authorization or "").partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             raise _KvError(401, "Unauthorized", "AKV10000: Request is missing a Bearer or PoP token.",
@@ -418,8 +418,8 @@ class FakeKeyVault:
             raise _KvError(401, "Unauthorized", "AKV10032: Invalid issuer or token.",
                            headers={"WWW-Authenticate": CHALLENGE})
 
-    def _route(self, method: str, path: str, query: dict, authorization: Optional[str],
-               body: bytes) -> tuple[int, Optional[dict], dict]:
+    def _route(self, method: str, path: str, query: dict, authorization: str | None,
+               body: bytes) -> tuple[int, dict | None, dict]:
         self._authorize(authorization)
         api_version = (query.get("api-version") or [""])[0]
         if not api_version:
@@ -491,14 +491,14 @@ class FakeKeyVault:
         return data
 
     # ---------------------------------------------------------- representation
-    def _add_version(self, name: str, value: str, content_type: Optional[str], tags: Optional[dict],
-                     enabled: bool, not_before: Optional[int], expires: Optional[int]) -> _Version:
+    def _add_version(self, name: str, value: str, content_type: str | None, tags: dict | None,
+                     enabled: bool, not_before: int | None, expires: int | None) -> _Version:
         now = int(time.time())
         version = _Version(uuid.uuid4().hex, value, content_type, tags, enabled, not_before, expires, now, now)
         self._secrets.setdefault(name, []).append(version)
         return version
 
-    def _id(self, name: str, version: Optional[str] = None) -> str:
+    def _id(self, name: str, version: str | None = None) -> str:
         return f"{self.base_url}/secrets/{name}" + (f"/{version}" if version else "")
 
     @staticmethod
@@ -641,7 +641,7 @@ class FakeKeyVault:
             self._secrets[name] = d.versions
             return 200, self._bundle(name, d.versions[-1], with_value=False), {}
 
-    def _list(self, query: dict, *, deleted: bool, name: Optional[str] = None) -> tuple[int, dict, dict]:
+    def _list(self, query: dict, *, deleted: bool, name: str | None = None) -> tuple[int, dict, dict]:
         raw_max = (query.get("maxresults") or [""])[0]
         page_size = self.page_size
         if raw_max:

@@ -77,7 +77,7 @@ def jsonl_bytes(rows) -> bytes:
         if len(row) < len(HEADER):
             lines.append("[\"not an object\"]")  # the JSON Lines kind of broken row
             continue
-        lines.append(json.dumps(dict(zip(HEADER, row)), ensure_ascii=False))
+        lines.append(json.dumps(dict(zip(HEADER, row, strict=True)), ensure_ascii=False))
     return ("\n".join(lines) + "\n").encode("utf-8")
 
 
