@@ -94,11 +94,12 @@ def _send(ctx: AppContext, run: dict, row: str, chunk: dict) -> None:
         ctx.backoff.run(check_list, on_retry=on_retry)
         warnings = []
         for batch in _batches(items, position, list_id):
-            reason = stop_reason(ctx, run)
-            if reason:
-                fail_chunk(ctx, run_id, index, reason + f" ({sent} contacts of this chunk were sent before)")
+            try:
+                accepted, refused = _import(client, ctx.backoff, budget, batch, list_id, on_retry,
+                                            lambda: stop_reason(ctx, run))
+            except _Stop as stop:
+                fail_chunk(ctx, run_id, index, f"{stop} ({sent} contacts of this chunk were sent before)")
                 return
-            accepted, refused = _import(ctx, client, budget, batch, list_id, on_retry)
             if refused:
                 _write_rejects(ctx, run_id, index, position, refused)
             if accepted < len(batch) - len(refused):
@@ -125,19 +126,33 @@ def _on_retry(run_id: str, index: int, budget):
     return on_retry
 
 
-def _import(ctx: AppContext, client, budget, batch: list[Item], list_id: str,
-            on_retry) -> tuple[int, list[tuple[Item, str]]]:
-    """Send one batch; contacts ActiveCampaign refuses are taken out and the rest sent again."""
+class _Stop(Exception):
+    """Nothing more may be sent for this run; the message says why."""
+
+
+def _import(client, backoff, budget, batch: list[Item], list_id: str, on_retry,
+            stop_check) -> tuple[int, list[tuple[Item, str]]]:
+    """Send one batch; contacts ActiveCampaign refuses are taken out and the rest sent again.
+
+    Before each send, `stop_check` (Table reads: run cancelled, export or connection deleted)
+    runs between reserving the budget slot and the slot's time, so those reads overlap the
+    wait for the budget instead of adding to it. Raises _Stop when it names a reason; the
+    slot reserved for that send then goes unused, costing the account one interval once.
+    """
     pending, refused = list(batch), []
     while pending:
         contacts = [contact for _, _, contact in pending]
 
         def call():
-            budget.before_bulk(len(contacts))
+            slot = budget.reserve(budget.bulk_kind(len(contacts)))
+            reason = stop_check()
+            if reason:
+                raise _Stop(reason)
+            budget.wait_until(slot)
             return client.bulk_import(contacts, list_id)
 
         try:
-            return ctx.backoff.run(call, on_retry=on_retry).queued_contacts, refused
+            return backoff.run(call, on_retry=on_retry).queued_contacts, refused
         except ImportRejected as error:
             named = {i: reason for i, reason in error.failures.items() if 0 <= i < len(pending)}
             if not named:  # nothing to take out: the batch as a whole is refused, with ActiveCampaign's reason

@@ -53,8 +53,18 @@ class SharedRateBudget:
         self._wait_for(self.reserve("request"))
 
     def before_bulk(self, contacts: int) -> None:
-        # Bulk imports are assumed to count against the 5/s budget too (FACTS.md).
-        self._wait_for(self.reserve("single" if contacts == 1 else "bulk"))
+        self._wait_for(self.reserve(self.bulk_kind(contacts)))
+
+    @staticmethod
+    def bulk_kind(contacts: int) -> str:
+        """The slot kind a bulk import of `contacts` needs. Bulk imports are assumed to count against
+        the 5/s budget too (FACTS.md), and one of a single contact has a limit of its own."""
+        return "single" if contacts == 1 else "bulk"
+
+    def wait_until(self, slot: float) -> None:
+        """Sleep until a slot reserve() returned. A caller that has work to do before sending (reading
+        Table storage, building the request) does it between reserve() and this, inside the wait."""
+        self._wait_for(slot)
 
     def reserve(self, kind: str) -> float:
         """Reserve the next free slot of `kind` (request, bulk, single) for this account; returns its time."""
