@@ -31,6 +31,8 @@ class AppContext:
     backoff: Backoff = field(default_factory=Backoff)
     _clients: dict = field(default_factory=dict, repr=False)
     _budgets: dict = field(default_factory=dict, repr=False)
+    # (run id, list id) -> monotonic time until which this process takes the list as checked (worker.py)
+    checked_lists: dict = field(default_factory=dict, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def __post_init__(self):

@@ -8,6 +8,7 @@ message claimed the chunk in between, this one stops instead of sending alongsid
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from typing import Iterator
 
@@ -25,6 +26,8 @@ from shared.secrets import SecretNotFound
 
 log = get_logger(__name__)
 Item = tuple[str, int, dict]  # (source blob, row number, contact)
+LIST_CHECK_SECONDS = 60.0
+_SEGMENT_ROWS_END = "seg-~"  # sorts after every segment row (runs.segment_row: "seg-00000" ...)
 
 
 class Superseded(Exception):
@@ -78,20 +81,14 @@ def _send(ctx: AppContext, run: dict, row: str, chunk: dict) -> None:
         return
     items, duplicates = _load_bucket(ctx, run, int(chunk["bucket"]))
     claim = uuid.uuid4().hex
-    etag = _claim(ctx, run_id, row, claim, {"contacts": len(items), "duplicates": duplicates})
-    chunk = ctx.runs.get_piece(run_id, row)
+    etag, chunk = _claim(ctx, run_id, row, claim, {"contacts": len(items), "duplicates": duplicates})
     position, sent, rejected = int(chunk.get("position", 0)), int(chunk.get("sent", 0)), int(chunk.get("rejected", 0))
     list_id, hostname = run["listId"], run["hostname"]
     try:
         client = ctx.activecampaign(hostname, run["apiKeySecretName"])
         budget = ctx.budget(hostname)
-
-        def check_list():
-            budget.before_request()
-            return client.get_list(list_id)
-
         on_retry = _on_retry(run_id, index, budget)
-        ctx.backoff.run(check_list, on_retry=on_retry)
+        _check_list(ctx, client, budget, run, on_retry)
         warnings = []
         for batch in _batches(items, position, list_id):
             try:
@@ -116,6 +113,27 @@ def _send(ctx: AppContext, run: dict, row: str, chunk: dict) -> None:
         fail_chunk(ctx, run_id, index, str(error))
     except (Fatal, SecretNotFound) as error:
         fail_chunk(ctx, run_id, index, str(error))
+
+
+def _check_list(ctx: AppContext, client, budget, run: dict, on_retry) -> None:
+    """Fail early, with the list's id, when the run's list is missing or the key is refused.
+
+    Once it passed, this process does not ask again for the same run for LIST_CHECK_SECONDS:
+    the GET costs a request of the account's budget and a round trip to ActiveCampaign
+    between two chunks, which one worker sending chunk after chunk would otherwise leave idle
+    each time. A list deleted meanwhile is still caught: by the next check, at most that long
+    after, or sooner by an import answered 404.
+    """
+    key = (run["PartitionKey"], run["listId"])
+    if ctx.checked_lists.get(key, 0.0) > time.monotonic():
+        return
+
+    def check_list():
+        budget.before_request()
+        return client.get_list(run["listId"])
+
+    ctx.backoff.run(check_list, on_retry=on_retry)
+    ctx.checked_lists[key] = time.monotonic() + LIST_CHECK_SECONDS
 
 
 def _on_retry(run_id: str, index: int, budget):
@@ -170,14 +188,15 @@ def _write_rejects(ctx: AppContext, run_id: str, index: int, position: int, refu
     writer.close()
 
 
-def _claim(ctx: AppContext, run_id: str, row: str, claim: str, fields: dict) -> str:
+def _claim(ctx: AppContext, run_id: str, row: str, claim: str, fields: dict) -> tuple[str, dict]:
+    """Mark the chunk as ours; returns the new ETag and the row as it was (with its checkpoint)."""
     for _ in range(5):
         chunk = ctx.runs.get_piece(run_id, row)
         if chunk["status"] in CHUNK_FINAL:
             raise Superseded()
         try:
             return ctx.runs.update_piece(run_id, row, {"status": "sending", "claim": claim, **fields},
-                                         etag=chunk.metadata["etag"])
+                                         etag=chunk.metadata["etag"]), chunk
         except ResourceModifiedError:
             continue  # the splitter marked it queued in between, or another delivery claimed it: look again
     raise Superseded()
@@ -196,8 +215,12 @@ def _load_bucket(ctx: AppContext, run: dict, bucket: int) -> tuple[list[Item], i
     """The bucket's contacts from every blob's part, first copy of each email kept, in blob and row order."""
     run_id, container = run["PartitionKey"], ctx.runs_container
     items, seen, duplicates = [], set(), 0
+    # Every segment row in one query rather than one read each: this sits between two chunks.
+    segments = {entity["RowKey"]: entity for entity in ctx.runs.runs.query_entities(
+        "PartitionKey eq @pk and RowKey ge @first and RowKey lt @after",
+        parameters={"pk": run_id, "first": segment_row(0), "after": _SEGMENT_ROWS_END})}
     for segment_index in range(int(run["segmentsTotal"])):
-        segment = ctx.runs.get_piece(run_id, segment_row(segment_index))
+        segment = segments[segment_row(segment_index)]
         if not json.loads(segment["bucketCounts"])[bucket]:
             continue
         try:
