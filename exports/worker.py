@@ -27,6 +27,7 @@ from shared.secrets import SecretNotFound
 log = get_logger(__name__)
 Item = tuple[str, int, dict]  # (source blob, row number, contact)
 LIST_CHECK_SECONDS = 60.0
+MIN_CONTACTS_PER_IMPORT = 10  # ActiveCampaign's advice for bulk imports (FACTS.md)
 _SEGMENT_ROWS_END = "seg-~"  # sorts after every segment row (runs.segment_row: "seg-00000" ...)
 
 
@@ -239,15 +240,31 @@ def _load_bucket(ctx: AppContext, run: dict, bucket: int) -> tuple[list[Item], i
 
 
 def _batches(items: list[Item], start: int, list_id: str) -> Iterator[list[Item]]:
-    """Batches of at most 250 contacts and 400,000 bytes, cut the same way on every delivery."""
+    """Batches of at most 250 contacts and 400,000 bytes, cut the same way on every delivery.
+
+    The last batch is topped up from the one before to MIN_CONTACTS_PER_IMPORT contacts when it
+    would have fewer: ActiveCampaign asks for at least 10 contacts per bulk import, and a
+    single-contact import draws on a budget of its own (20 a minute), so a chunk ending in a
+    one-contact batch could wait seconds for it. Only the last two batches change, and only as
+    a function of the contacts from `start` on, so a delivery that resumes at a checkpoint cuts
+    the rest exactly as the first delivery did.
+    """
     overhead = len(import_payload([], list_id))
-    batch, size = [], overhead
+    previous, batch, size = None, [], overhead
     for item in items[start:]:
         cost = contact_cost(item[2], list_id)
         if batch and (len(batch) == MAX_CONTACTS_PER_IMPORT or size + cost > MAX_IMPORT_BYTES):
-            yield batch
-            batch, size = [], overhead
+            if previous:
+                yield previous
+            previous, batch, size = batch, [], overhead
         batch.append(item)
         size += cost
+    if previous and len(batch) < MIN_CONTACTS_PER_IMPORT:
+        # A few contacts more keep the last batch far under 400,000 bytes, and the one before only shrinks.
+        moved = min(MIN_CONTACTS_PER_IMPORT - len(batch), len(previous) - MIN_CONTACTS_PER_IMPORT)
+        if moved > 0:
+            previous, batch = previous[:-moved], previous[-moved:] + batch
+    if previous:
+        yield previous
     if batch:
         yield batch
