@@ -24,30 +24,27 @@ def _message(msg: func.QueueMessage, field: str) -> dict | None:
         return None
 
 
-@bp.queue_trigger(arg_name="msg", queue_name=SEGMENTS_QUEUE, connection=STORAGE_CONNECTION)
-def split_segment_blob(msg: func.QueueMessage) -> None:
-    message = _message(msg, "segment")
+def _work_on(msg: func.QueueMessage, field: str, work, row_of, what: str) -> None:
+    """Do one piece of a run; when it fails, record why on the piece, then let the host retry."""
+    message = _message(msg, field)
     if message is None:
         return
     ctx = get_context()
     try:
-        split_segment(ctx, message["runId"], message["segment"])
+        work(ctx, message["runId"], message[field])
     except Exception as error:
-        _record_last_error(ctx, message["runId"], segment_row(message["segment"]), f"splitting {message.get('blob')}: {error}")
+        _record_last_error(ctx, message["runId"], row_of(message[field]), f"{what} {message[field]}: {error}")
         raise
+
+
+@bp.queue_trigger(arg_name="msg", queue_name=SEGMENTS_QUEUE, connection=STORAGE_CONNECTION)
+def split_segment_blob(msg: func.QueueMessage) -> None:
+    _work_on(msg, "segment", split_segment, segment_row, "splitting segment blob")
 
 
 @bp.queue_trigger(arg_name="msg", queue_name=CHUNKS_QUEUE, connection=STORAGE_CONNECTION)
 def send_chunk_batches(msg: func.QueueMessage) -> None:
-    message = _message(msg, "chunk")
-    if message is None:
-        return
-    ctx = get_context()
-    try:
-        send_chunk(ctx, message["runId"], message["chunk"])
-    except Exception as error:
-        _record_last_error(ctx, message["runId"], chunk_row(message["chunk"]), f"chunk {message['chunk']}: {error}")
-        raise
+    _work_on(msg, "chunk", send_chunk, chunk_row, "chunk")
 
 
 @bp.queue_trigger(arg_name="msg", queue_name=SEGMENTS_POISON_QUEUE, connection=STORAGE_CONNECTION)

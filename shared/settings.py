@@ -126,22 +126,19 @@ class Settings:
 
 
 def _positive_int(get, name: str) -> int:
-    raw = get(name)
-    try:
-        value = int(raw)
-    except (TypeError, ValueError):
-        raise SettingError(f"{name} must be a whole number, got {raw!r}") from None
-    if value <= 0:
-        raise SettingError(f"{name} must be greater than 0, got {value}")
-    return value
+    return _positive(get, name, int, "a whole number")
 
 
 def _positive_float(get, name: str) -> float:
+    return _positive(get, name, float, "a number")
+
+
+def _positive(get, name: str, kind, described: str):
     raw = get(name)
     try:
-        value = float(raw)
+        value = kind(raw)
     except (TypeError, ValueError):
-        raise SettingError(f"{name} must be a number, got {raw!r}") from None
+        raise SettingError(f"{name} must be {described}, got {raw!r}") from None
     if value <= 0:
         raise SettingError(f"{name} must be greater than 0, got {value}")
     return value
