@@ -10,12 +10,20 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from typing import Iterator
+from collections.abc import Iterator
 
 from azure.core.exceptions import ResourceModifiedError, ResourceNotFoundError
 
-from exports.activecampaign import (MAX_CONTACTS_PER_IMPORT, MAX_IMPORT_BYTES, Fatal, ImportRejected, KeyRejected,
-                                    Transient, contact_cost, import_payload)
+from exports.activecampaign import (
+    MAX_CONTACTS_PER_IMPORT,
+    MAX_IMPORT_BYTES,
+    Fatal,
+    ImportRejected,
+    KeyRejected,
+    Transient,
+    contact_cost,
+    import_payload,
+)
 from exports.blobs import BlockWriter, csv_line
 from exports.config import NotFound
 from exports.context import AppContext
@@ -162,7 +170,7 @@ def _import(client, backoff, budget, batch: list[Item], list_id: str, on_retry,
     while pending:
         contacts = [contact for _, _, contact in pending]
 
-        def call():
+        def call(contacts=contacts):
             slot = budget.reserve(budget.bulk_kind(len(contacts)))
             reason = stop_check()
             if reason:

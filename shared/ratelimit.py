@@ -19,7 +19,7 @@ The cost is one entity read and one conditional write per request: small beside 
 from __future__ import annotations
 
 import time
-from typing import Callable
+from collections.abc import Callable
 
 from azure.core import MatchConditions
 from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
