@@ -1,0 +1,108 @@
+"""`python -m tests.bench [--only NAME,...] [--quick]`: run the benchmarks, one JSON line each, then a summary.
+
+    ceiling   worker processes drain one run at 12x ActiveCampaign's limits: ceiling_utilization, throttled
+    single    the same with one worker process, one and two executions at a time (where gaps come from)
+    pipeline  1,000,000 profiles through splitter and workers, limits lifted: wall, CPU, peak memory
+    baseline  one call per contact against ours, same sample, documented limits
+    projection  minutes for 1,000,000 contacts at the documented limits, from the measured utilization
+
+Exit code 0 when every target is met, 1 otherwise. --quick shrinks every size for a smoke run
+(its figures are not the targets' evidence).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import sys
+import time
+
+BENCHMARKS = ("ceiling", "single", "pipeline", "baseline", "projection")
+TARGETS = {"ceiling_utilization_min": 0.95, "throttled_max": 0, "pipeline_profiles": 1_000_000,
+           "peak_rss_mb_max": 200, "projection_minutes_max": 42}
+DOCUMENTED_BULK_PER_MINUTE = 100
+CONTACTS_PER_IMPORT = 250
+
+
+def emit(line: dict) -> None:
+    print(json.dumps(line), flush=True)
+
+
+def projection(utilization: float, contacts: int = 1_000_000) -> dict:
+    requests_needed = math.ceil(contacts / CONTACTS_PER_IMPORT)
+    minutes = requests_needed / (DOCUMENTED_BULK_PER_MINUTE * utilization) if utilization else None
+    return {"benchmark": "projection", "contacts": contacts, "bulk_requests": requests_needed,
+            "documented_bulk_per_minute": DOCUMENTED_BULK_PER_MINUTE, "ceiling_utilization": utilization,
+            "minutes": round(minutes, 1) if minutes else None,
+            "minutes_at_full_ceiling": requests_needed / DOCUMENTED_BULK_PER_MINUTE}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tests.bench", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--only", default=",".join(BENCHMARKS), help=f"comma-separated subset of {','.join(BENCHMARKS)}")
+    parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
+    args = parser.parse_args(argv)
+    chosen = [name.strip() for name in args.only.split(",") if name.strip()]
+    unknown = set(chosen) - set(BENCHMARKS)
+    if unknown:
+        parser.error(f"unknown benchmarks: {sorted(unknown)}")
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(asctime)s %(levelname)s %(message)s")
+    from tests.bench import baseline, ceiling, pipeline
+
+    quick = args.quick
+    began = time.monotonic()
+    results: dict[str, dict] = {}
+    if "ceiling" in chosen or "projection" in chosen:
+        results["ceiling"] = ceiling.run(rows=40_000 if quick else 330_000)
+        emit(results["ceiling"])
+    if "single" in chosen:
+        for concurrency in (1, 2):
+            name = f"single_worker_{concurrency}_execution{'s' if concurrency > 1 else ''}"
+            results[name] = ceiling.run(rows=20_000 if quick else 50_000, workers=1, concurrency=concurrency,
+                                        blobs=2, name=name)
+            emit(results[name])
+    if "pipeline" in chosen:
+        results["pipeline"] = pipeline.run(rows=50_000 if quick else 1_000_000, blobs=4 if quick else 10)
+        emit(results["pipeline"])
+    if "baseline" in chosen:
+        results["baseline"] = baseline.run(rows=1000 if quick else 5000, baseline_seconds=5 if quick else 30)
+        emit(results["baseline"])
+    if "projection" in chosen:
+        results["projection"] = projection(results["ceiling"]["ceiling_utilization"])
+        emit(results["projection"])
+    emit(summary(results, quick, time.monotonic() - began))
+    return 0 if all(summary(results, quick, 0)["met"].values()) else 1
+
+
+def summary(results: dict, quick: bool, seconds: float) -> dict:
+    met, figures = {}, {}
+    if "ceiling" in results:
+        ceiling = results["ceiling"]
+        figures.update(ceiling_utilization=ceiling["ceiling_utilization"], throttled=ceiling["throttled"],
+                       ceiling_bulk_requests=ceiling["bulk_requests"])
+        met["ceiling_utilization"] = ceiling["ceiling_utilization"] >= TARGETS["ceiling_utilization_min"]
+        met["throttled_zero"] = ceiling["throttled"] <= TARGETS["throttled_max"]
+        met["ceiling_run_exact"] = ceiling["status"] == "succeeded" and ceiling["list_exact"]
+    if "pipeline" in results:
+        pipeline = results["pipeline"]
+        figures.update(pipeline_profiles=pipeline["profiles"], pipeline_wall_seconds=pipeline["wall_seconds"],
+                       pipeline_cpu_seconds_per_million=pipeline["cpu_seconds_per_million_profiles"],
+                       pipeline_max_peak_rss_mb=pipeline["max_peak_rss_mb"])
+        met["pipeline_1m_profiles_exact"] = (pipeline["profiles"] >= TARGETS["pipeline_profiles"]
+                                             and pipeline["status"] == "succeeded" and pipeline["list_exact"])
+        met["pipeline_memory"] = (pipeline["max_peak_rss_mb"] is not None
+                                  and all(p is not None and p < TARGETS["peak_rss_mb_max"]
+                                          for p in pipeline["peak_rss_mb_per_process"]))
+    if "baseline" in results:
+        figures.update(speedup_over_one_call_per_contact=results["baseline"]["speedup"])
+    if "projection" in results:
+        minutes = results["projection"]["minutes"]
+        figures.update(projection_minutes=minutes)
+        met["projection"] = minutes is not None and minutes <= TARGETS["projection_minutes_max"]
+    return {"benchmark": "summary", "quick": quick, "targets": TARGETS, **figures, "met": met,
+            "all_met": all(met.values()), "bench_seconds": round(seconds, 1)}
+
+
+if __name__ == "__main__":
+    sys.exit(main())

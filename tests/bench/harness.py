@@ -1,0 +1,166 @@
+"""What every benchmark needs: the app's settings for local parts, a segment writer, worker processes.
+
+Workers run as separate Python processes (`python -m tests.bench.worker`), each with its own
+AppContext and a LocalQueueHost loop, the way Function instances share one storage account: the
+only thing they share is Azurite (queues, tables, blobs) and the simulated ActiveCampaign account.
+Separate processes also make each one's CPU time and peak memory its own (resource.getrusage).
+"""
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from exports.names import SEGMENTS_CONTAINER
+from tests.fakes.profiles import FIRST, csv_bytes, jsonl_bytes
+
+ROOT = Path(__file__).resolve().parents[2]
+API_KEY = "bench-api-key"
+LIST_ID = "3"
+MAPPING = {"email": "Email", "firstName": "First Name", "lastName": "Last Name", "phone": "Phone"}
+
+
+def app_env(azurite, simulator, requests_per_second: float, bulk_per_minute: float, chunk_size: int = 5000) -> dict:
+    """The app settings a worker process reads (Settings.from_env), pointed at the local parts."""
+    return {
+        "AzureWebJobsStorage": azurite.connection_string,
+        "ACTIVECAMPAIGN_BASE_URL": simulator.base_url,
+        "ACTIVECAMPAIGN_API_KEY": API_KEY,
+        "ACTIVECAMPAIGN_REQUESTS_PER_SECOND": str(int(requests_per_second)),
+        "ACTIVECAMPAIGN_BULK_REQUESTS_PER_MINUTE": str(int(bulk_per_minute)),
+        "EXPORT_CHUNK_SIZE": str(chunk_size),
+    }
+
+
+def context(env: dict):
+    from exports.context import build_context
+    from shared.settings import Settings
+
+    ctx = build_context(Settings.from_env(env))
+    ctx.ensure_resources()
+    return ctx
+
+
+def profile_rows(start: int, count: int):
+    """Clean, distinct profiles person{n}: every row becomes one contact (the pipeline normalises the case)."""
+    for n in range(start, start + count):
+        yield (f"Person{n}@Example.com", FIRST[n % 3], f"Last{n}", f"+1555{n:07d}" if n % 3 else "", "pro")
+
+
+def write_segment(ctx, prefix: str, rows: int, blobs: int) -> list[str]:
+    """Uploads `rows` profiles as `blobs` files in rotating formats (CSV, CSV gzip, JSON Lines), one at a time."""
+    names, start = [], 0
+    for index in range(blobs):
+        count = rows // blobs + (1 if index < rows % blobs else 0)
+        kind = index % 3
+        if kind == 0:
+            name, data = f"part-{index:05d}.csv", csv_bytes(profile_rows(start, count))
+        elif kind == 1:
+            name, data = f"part-{index:05d}.csv.gz", gzip.compress(csv_bytes(profile_rows(start, count)), compresslevel=1)
+        else:
+            name, data = f"part-{index:05d}.jsonl", jsonl_bytes(profile_rows(start, count))
+        ctx.storage.blobs.get_blob_client(SEGMENTS_CONTAINER, prefix + name).upload_blob(data, overwrite=True)
+        names.append(prefix + name)
+        start += count
+    return names
+
+
+def expected_emails(rows: int) -> set[str]:
+    return {f"person{n}@example.com" for n in range(rows)}
+
+
+def create_export(ctx, hostname: str, prefix: str) -> str:
+    connection = ctx.config.create_connection(display_name=f"bench {hostname}", hostname=hostname,
+                                              allow_contributors=False, privacy_consent=True, actor="bench")
+    export = ctx.config.create_export(display_name=f"bench {prefix}", connection_id=connection.id, list_id=LIST_ID,
+                                      container=SEGMENTS_CONTAINER, prefix=prefix, mapping=MAPPING, actor="bench")
+    return export.id
+
+
+@dataclass
+class Workers:
+    """N worker processes draining the app's queues until the run is final (or their deadline)."""
+
+    env: dict
+    run_id: str
+    count: int
+    deadline_seconds: float
+    concurrency: int = 1  # messages each process works on at once (threads), like host.json batchSize
+    procs: list = field(default_factory=list)
+
+    def start(self) -> Workers:
+        spec = json.dumps({"env": self.env, "run_id": self.run_id, "deadline": time.time() + self.deadline_seconds,
+                           "concurrency": self.concurrency})
+        for _ in range(self.count):
+            self.procs.append(subprocess.Popen([sys.executable, "-m", "tests.bench.worker", spec], cwd=ROOT,
+                                               stdout=subprocess.PIPE, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                                               text=True))
+        return self
+
+    def wait(self) -> list[dict]:
+        """Each process's report: pid, cpu_seconds, peak_rss_mb, messages, exit code."""
+        reports = []
+        for proc in self.procs:
+            try:
+                out, _ = proc.communicate(timeout=self.deadline_seconds + 60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                out, _ = proc.communicate()
+            lines = [line for line in (out or "").splitlines() if line.startswith("{")]
+            report = json.loads(lines[-1]) if lines else {"pid": proc.pid}
+            report["exit_code"] = proc.returncode
+            reports.append(report)
+        return reports
+
+    def kill(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+
+
+def process_cpu_seconds(pid: int) -> float | None:
+    """User + system CPU seconds of a live process (Linux /proc), e.g. Azurite's node process."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def own_usage() -> dict:
+    """CPU seconds and peak resident memory of this process.
+
+    The peak is VmHWM from /proc/self/status: the high-water mark of this program's own memory.
+    ru_maxrss is not used for it: Linux keeps it across fork and exec, so a worker started from
+    the benchmark process (which holds the generated segment and the simulator) would report
+    that process's peak instead of its own. Both are given; ru_maxrss where /proc is missing.
+    """
+    import re
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    ru_maxrss_mb = round(usage.ru_maxrss / 1024, 1)
+    try:
+        peak_mb = round(int(re.search(r"VmHWM:\s+(\d+) kB", Path("/proc/self/status").read_text()).group(1)) / 1024, 1)
+    except (OSError, AttributeError):
+        peak_mb = ru_maxrss_mb
+    return {"cpu_seconds": round(usage.ru_utime + usage.ru_stime, 2), "peak_rss_mb": peak_mb, "ru_maxrss_mb": ru_maxrss_mb}
+
+
+def wait_final(ctx, run_id: str, timeout: float, poll: float = 0.5) -> dict:
+    from exports.runs import FINAL_STATUSES
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if ctx.runs.get_run(run_id)["status"] in FINAL_STATUSES:
+            break
+        time.sleep(poll)
+    from exports.pipeline import run_status
+
+    return run_status(ctx, run_id)
