@@ -76,6 +76,15 @@ class Ledger:
         return [slot for thread, called, _, slot in self.reservations if called > moment and thread != other_than]
 
 
+
+def run_concurrently(target, count: int, timeout: float) -> None:
+    """Run target(0) ... target(count - 1) in threads at once and wait for all (bounded)."""
+    threads = [threading.Thread(target=target, args=(n,)) for n in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=timeout)
+
 def assert_spaced(slots: list[float], interval: float) -> None:
     gaps = [b - a for a, b in zip(slots, slots[1:], strict=False)]
     assert all(gap >= interval - EPSILON for gap in gaps), f"slots closer than {interval:.4f} s: {min(gaps):.4f}"
@@ -295,11 +304,7 @@ def test_threads_each_with_its_own_budget_client_never_exceed_the_account_limits
             finally:
                 client.close()
 
-        threads = [threading.Thread(target=worker, args=(n,)) for n in range(workers)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(timeout=120)
+        run_concurrently(worker, workers, timeout=120)
 
         assert errors == []
         assert_within_limits(simulator, rps, bulk_per_minute)
@@ -371,11 +376,7 @@ def test_a_worker_killed_after_reserving_costs_the_others_one_interval(tables, m
             finally:
                 client.close()
 
-        threads = [threading.Thread(target=survivor, args=(n,)) for n in range(survivors)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(timeout=60)
+        run_concurrently(survivor, survivors, timeout=60)
 
         assert errors == []
         budget = budget_for(tables, name, rps, bulk_per_minute)
@@ -496,11 +497,7 @@ def test_a_throttling_answer_to_one_worker_pauses_every_worker_and_nothing_is_lo
             finally:
                 client.close()
 
-        threads = [threading.Thread(target=worker, args=(n,)) for n in range(workers)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(timeout=120)
+        run_concurrently(worker, workers, timeout=120)
 
         assert errors == []
         stats = simulator.stats()
