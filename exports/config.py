@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 
-from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
+from azure.core.exceptions import ResourceNotFoundError
 from azure.data.tables import TableServiceClient, UpdateMode
 
 from exports.names import CONNECTIONS_TABLE, EXPORTS_TABLE, RUNS_CONTAINER
@@ -180,13 +180,6 @@ class ConfigStore:
         self._connections = tables.get_table_client(CONNECTIONS_TABLE)
         self._exports = tables.get_table_client(EXPORTS_TABLE)
         self.clock = clock
-
-    def ensure_tables(self) -> None:
-        for table in (self._connections, self._exports):
-            try:
-                table.create_table()
-            except ResourceExistsError:
-                pass
 
     # --- connections -------------------------------------------------------------------------
     def create_connection(self, *, display_name: str, hostname: str, allow_contributors: bool,
