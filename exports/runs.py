@@ -17,12 +17,12 @@ import time
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 
 from azure.core import MatchConditions
 from azure.core.exceptions import HttpResponseError, ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
 from azure.data.tables import TableServiceClient, UpdateMode
 
+from exports.config import utc_now
 from exports.names import EXPORT_RUNS_TABLE, RUNS_TABLE
 
 RUN_ROW = "run"
@@ -31,15 +31,10 @@ FINAL_STATUSES = ("succeeded", "completed_with_errors", "failed", "cancelled")
 ACTIVE_STATUSES = ("queued", "running")
 SEGMENT_FINAL = ("split", "failed")
 CHUNK_FINAL = ("succeeded", "failed")
-TRIGGERS = ("timer", "http", "cli")
 MAX_ERRORS = 20  # the status document stays readable; the rejects blob has every row
 # A start that crashed before enqueuing its segments would hold the export's lock for ever;
 # after this long with nothing enqueued, a new start takes the lock over.
 STALE_START_SECONDS = 600
-
-
-def utc_now() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def segment_row(index: int) -> str:
