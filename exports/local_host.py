@@ -96,9 +96,6 @@ class LocalQueueHost:
             return
         queue.delete_message(message)
 
-    def pending(self) -> int:
-        return sum(self.ctx.storage.queue(name).get_queue_properties().approximate_message_count for name in DRAIN_ORDER)
-
     def drain(self, done: Callable[[], bool], timeout_seconds: float = 3600,
               progress: Callable[[], None] | None = None, idle_sleep: float = 0.2) -> None:
         """Process messages until `done()` is true; raises TimeoutError after `timeout_seconds`."""
