@@ -618,25 +618,24 @@ class FakeKeyVault:
             bundle.update(self._deleted_extra(name, d))
             return 200, bundle, {}
 
+    def _settled_deletion(self, name: str):
+        """The deleted secret, once its deletion has finished (purge and recover need that); call with the lock."""
+        d = self._deleted.get(name)
+        if d is None:
+            raise _deleted_not_found(name)
+        if d.pending_polls > 0:
+            raise _KvError(409, "Conflict", f"Secret {name} is currently being deleted.", inner="ObjectIsBeingDeleted")
+        return d
+
     def _purge(self, name: str) -> tuple[int, None, dict]:
         with self._lock:
-            d = self._deleted.get(name)
-            if d is None:
-                raise _deleted_not_found(name)
-            if d.pending_polls > 0:
-                raise _KvError(409, "Conflict", f"Secret {name} is currently being deleted.",
-                               inner="ObjectIsBeingDeleted")
+            self._settled_deletion(name)
             del self._deleted[name]
             return 204, None, {}
 
     def _recover(self, name: str) -> tuple[int, dict, dict]:
         with self._lock:
-            d = self._deleted.get(name)
-            if d is None:
-                raise _deleted_not_found(name)
-            if d.pending_polls > 0:
-                raise _KvError(409, "Conflict", f"Secret {name} is currently being deleted.",
-                               inner="ObjectIsBeingDeleted")
+            d = self._settled_deletion(name)
             del self._deleted[name]
             self._secrets[name] = d.versions
             return 200, self._bundle(name, d.versions[-1], with_value=False), {}
