@@ -1,8 +1,9 @@
 """Command line for local runs: `python -m exports run SEGMENT_FILE --host HOST --list-id N --email COLUMN`.
 
-It uploads the file to storage as a segment (Azurite by default), records a connection and an
-export, starts a run and drains the queues in this process through the app's own queue
-functions (see exports/local_host.py). Progress goes to stderr; the final status document is one
+It goes through the same services as the API: it records a connection (checking the API key
+with ActiveCampaign) and an export (checking the list, and the mapped columns against the file's
+header), then uploads the file to storage as a segment (Azurite by default), starts a run and
+drains the queues in this process through the app's own queue functions (exports/local_host.py). Progress goes to stderr; the final status document is one
 JSON line on stdout. Exit code: 0 succeeded, 1 completed_with_errors, 2 failed.
 """
 from __future__ import annotations
@@ -43,37 +44,47 @@ def main(argv: list[str] | None = None) -> int:
     for noisy in ("azure", "urllib3"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     from exports.context import build_context, set_context
+    from exports.errors import ExportsError
+    from exports.startup import configure_process
     from shared.settings import SettingError
 
+    configure_process()
     try:
         ctx = build_context()
     except (SettingError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_FAILED
     set_context(ctx)
-    if args.command == "init":
-        ctx.ensure_resources()
-        print("queues, containers and tables are ready", file=sys.stderr)
-        return 0
-    if args.command == "status":
-        from exports.pipeline import run_status
-        from exports.runs import RunNotFound
+    try:
+        if args.command == "init":
+            ctx.ensure_resources()
+            print("queues, containers and tables are ready", file=sys.stderr)
+            return 0
+        if args.command == "status":
+            from exports.services.runs import run_status
 
-        try:
-            print(json.dumps(run_status(ctx, args.run_id)))
-        except RunNotFound as error:
-            print(f"error: {error}", file=sys.stderr)
-            return EXIT_FAILED
-        return 0
-    return _run(ctx, args)
+            print(json.dumps(run_status(ctx, _cli_caller(ctx), args.run_id)))
+            return 0
+        return _run(ctx, args)
+    except ExportsError as error:
+        print(f"error: {error.message}", file=sys.stderr)
+        return EXIT_FAILED
+
+
+def _cli_caller(ctx):
+    """Whoever runs the CLI on this machine acts as an admin: they hold the storage account's keys anyway."""
+    from shared.auth import Caller, Principal
+
+    principal = Principal(f"cli:{getpass.getuser()}", frozenset({ctx.settings.admin_role}), "cli")
+    return Caller(principal, is_admin=True, is_contributor=False)
 
 
 def _run(ctx, args) -> int:
-    from exports.config import ConfigError
     from exports.local_host import LocalQueueHost
+    from exports.model import RunStatus, Trigger
     from exports.names import SEGMENTS_CONTAINER
-    from exports.pipeline import run_status, start_run
-    from exports.segments import SEGMENT_SUFFIXES, is_segment_blob
+    from exports.segments.blobs import HEADER_PROBE_BYTES, SEGMENT_SUFFIXES, is_segment_blob
+    from exports.services import connections, exports, runs
     from function_app import app
 
     path: Path = args.segment_file
@@ -88,39 +99,42 @@ def _run(ctx, args) -> int:
         print("error: set ACTIVECAMPAIGN_API_KEY to the account's API key", file=sys.stderr)
         return EXIT_FAILED
     ctx.ensure_resources()
-    actor = f"cli:{getpass.getuser()}"
+    caller = _cli_caller(ctx)
+    # The same checks as the API, in the same order, before anything is uploaded: the key, the
+    # list, and the mapped columns against the file's own header.
+    connection = connections.create_connection(ctx, caller, lambda: {
+        "displayName": f"CLI {args.host}", "hostname": args.host, "apiKey": api_key, "privacyConsent": True})
     prefix = f"cli/{uuid.uuid4().hex}/"
+    mapping = {"email": args.email, "firstName": args.first_name, "lastName": args.last_name, "phone": args.phone}
+    with path.open("rb") as data:
+        probe = exports.SegmentProbe(path.name, data.read(HEADER_PROBE_BYTES))
+    export = exports.create_export(ctx, caller, lambda: {
+        "displayName": f"CLI {path.name}", "connectionId": connection["id"], "listId": args.list_id,
+        "segment": {"container": SEGMENTS_CONTAINER, "prefix": prefix},
+        "mapping": {k: v for k, v in mapping.items() if v}}, probe=probe)
     with path.open("rb") as data:
         ctx.storage.blobs.get_blob_client(SEGMENTS_CONTAINER, prefix + path.name).upload_blob(data, overwrite=True)
-    try:
-        connection = ctx.config.create_connection(display_name=f"CLI {args.host}", hostname=args.host,
-                                                  allow_contributors=False, privacy_consent=True, actor=actor)
-        ctx.secrets.set(connection.apiKeySecretName, api_key)
-        mapping = {"email": args.email, "firstName": args.first_name, "lastName": args.last_name, "phone": args.phone}
-        export = ctx.config.create_export(display_name=f"CLI {path.name}", connection_id=connection.id,
-                                          list_id=args.list_id, container=SEGMENTS_CONTAINER, prefix=prefix,
-                                          mapping={k: v for k, v in mapping.items() if v}, actor=actor)
-    except ConfigError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return EXIT_FAILED
-    run_id = start_run(ctx, export.id, trigger="cli")
+    run_id = runs.start_run(ctx, caller, export["id"], Trigger.CLI)
     print(f"run {run_id} started for {path.name}", file=sys.stderr)
-    host = LocalQueueHost(ctx, app)
+
+    def status() -> dict:
+        return runs.run_status(ctx, caller, run_id)
+
     last = {}
 
     def progress():
-        doc = run_status(ctx, run_id)
+        doc = status()
         shown = {k: doc[k] for k in ("status", "rows", "sent", "rejected", "duplicates")} | {"chunks": doc["chunks"]}
         if shown != last:
             last.clear()
             last.update(shown)
             print(f"progress: {json.dumps(shown)}", file=sys.stderr)
 
+    host = LocalQueueHost(ctx, app)
     try:
-        host.drain(lambda: run_status(ctx, run_id)["status"] in ("succeeded", "completed_with_errors", "failed", "cancelled"),
-                   timeout_seconds=args.timeout, progress=progress)
+        host.drain(lambda: RunStatus(status()["status"]).final, timeout_seconds=args.timeout, progress=progress)
     except TimeoutError as error:
         print(f"error: {error}", file=sys.stderr)
-    doc = run_status(ctx, run_id)
+    doc = status()
     print(json.dumps(doc))
     return EXIT_CODES.get(doc["status"], EXIT_FAILED)

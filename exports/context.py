@@ -1,24 +1,28 @@
-"""The collaborators every function needs, built once per worker process on first use.
+"""The composition root: every collaborator of the services and the run's steps, built once from settings.
 
 Nothing happens at import time: the host imports function_app to index it, and that must not
-open a connection or read a secret. Tests and the CLI install their own context.
+open a connection or read a secret, so the bindings build the context on first use
+(get_context). Tests and the CLI build their own with build_context and install it.
 """
 from __future__ import annotations
 
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from azure.core.exceptions import ResourceExistsError
 
-from exports.activecampaign import ActiveCampaignClient, Backoff
-from exports.config import ConfigStore
-from exports.names import CONTAINERS, QUEUES, RATE_BUDGETS_TABLE, RUNS_CONTAINER, TABLES
-from exports.runs import RunStore
-from shared.ratelimit import SharedRateBudget
-from shared.secrets import CachedSecrets, KeyVaultSecrets, LocalSecrets, key_vault_client
-from shared.settings import Settings
+from exports.activecampaign.accounts import Accounts
+from exports.activecampaign.backoff import Backoff
+from exports.names import CONTAINERS, QUEUES, RUNS_CONTAINER, TABLES
+from exports.settings import Settings
+from exports.store.config import ConfigStore
+from exports.store.history import RunHistory
+from exports.store.lock import ActiveRunLock
+from exports.store.runs import RunStore
+from shared.clock import utc_now
+from shared.secrets import CachedSecrets, KeyVaultSecrets, LocalSecrets, SecretBackend, key_vault_client
 from shared.storage import StorageClients, storage_clients
 
 
@@ -27,74 +31,47 @@ class AppContext:
     settings: Settings
     storage: StorageClients
     secrets: CachedSecrets
-    sleep: Callable[[float], None] = time.sleep
-    backoff: Backoff = field(default_factory=Backoff)
-    _clients: dict = field(default_factory=dict, repr=False)
-    _budgets: dict = field(default_factory=dict, repr=False)
-    # (run id, list id) -> monotonic time until which this process takes the list as checked (worker.py)
-    checked_lists: dict = field(default_factory=dict, repr=False)
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
-
-    def __post_init__(self):
-        self.config = ConfigStore(self.storage.tables)
-        self.runs = RunStore(self.storage.tables)
+    config: ConfigStore
+    runs: RunStore
+    history: RunHistory
+    lock: ActiveRunLock
+    accounts: Accounts
+    backoff: Backoff
+    clock: Callable[[], str]
 
     @property
     def runs_container(self):
         return self.storage.blobs.get_container_client(RUNS_CONTAINER)
 
-    def activecampaign(self, hostname: str, secret_name: str) -> ActiveCampaignClient:
-        """A client per account and key, kept so that its connections stay open between chunks."""
-        api_key = self.secrets.get(secret_name)
-        key = (hostname, secret_name, api_key)
-        with self._lock:
-            client = self._clients.get(key)
-            if client is None:
-                client = ActiveCampaignClient.for_hostname(
-                    hostname, api_key, self.settings.activecampaign_base_url,
-                    timeout=self.settings.request_timeout_seconds,
-                )
-                for stale in [k for k in self._clients if k[:2] == key[:2]]:
-                    self._clients.pop(stale).close()  # the key was rotated
-                self._clients[key] = client
-        return client
-
-    def budget(self, hostname: str) -> SharedRateBudget:
-        """The account's rate budget, shared with every other worker process through Table storage."""
-        with self._lock:
-            budget = self._budgets.get(hostname)
-            if budget is None:
-                budget = self._budgets[hostname] = SharedRateBudget(
-                    self.storage.tables.get_table_client(RATE_BUDGETS_TABLE), hostname,
-                    self.settings.requests_per_second, self.settings.bulk_requests_per_minute, sleep=self.sleep)
-        return budget
-
     def ensure_resources(self) -> None:
         """Create the queues, containers and tables (local runs; on Azure the Bicep templates do)."""
-        for name in QUEUES:
-            try:
-                self.storage.queues.create_queue(name)
-            except ResourceExistsError:
-                pass
-        for name in CONTAINERS:
-            try:
-                self.storage.blobs.create_container(name)
-            except ResourceExistsError:
-                pass
-        for name in TABLES:
-            try:
-                self.storage.tables.create_table(name)
-            except ResourceExistsError:
-                pass
+        for create, names in ((self.storage.queues.create_queue, QUEUES), (self.storage.blobs.create_container, CONTAINERS),
+                              (self.storage.tables.create_table, TABLES)):
+            for name in names:
+                try:
+                    create(name)
+                except ResourceExistsError:
+                    pass
 
 
-def build_context(settings: Settings | None = None, secret_backend=None) -> AppContext:
+def build_context(settings: Settings | None = None, secret_backend: SecretBackend | None = None,
+                  storage: StorageClients | None = None, sleep: Callable[[float], None] = time.sleep) -> AppContext:
     settings = settings or Settings.from_env()
     if secret_backend is None:
         secret_backend = (KeyVaultSecrets(key_vault_client(settings.key_vault_url, settings.azure_client_id))
                           if settings.key_vault_url else LocalSecrets(settings.local_api_key))
-    return AppContext(settings=settings, storage=storage_clients(settings),
-                      secrets=CachedSecrets(secret_backend, settings.secret_cache_seconds))
+    storage = storage or storage_clients(settings.storage)
+    secrets = CachedSecrets(secret_backend, settings.secret_cache_seconds)
+    runs = RunStore(storage.tables, clock=utc_now)
+    return AppContext(
+        settings=settings, storage=storage, secrets=secrets, config=ConfigStore(storage.tables), runs=runs,
+        history=RunHistory(storage.tables), lock=ActiveRunLock(storage.tables, runs),
+        accounts=Accounts(secrets, storage.tables, base_url_override=settings.activecampaign_base_url,
+                          timeout_seconds=settings.request_timeout_seconds,
+                          requests_per_second=settings.requests_per_second,
+                          bulk_per_minute=settings.bulk_requests_per_minute, sleep=sleep),
+        backoff=Backoff(sleep=sleep), clock=utc_now,
+    )
 
 
 _context: AppContext | None = None

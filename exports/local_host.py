@@ -8,6 +8,7 @@ visibilityTimeout when the call raises, and moves it to "<queue>-poison" after m
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -16,9 +17,8 @@ from pathlib import Path
 import azure.functions as func
 
 from exports.names import CHUNKS_POISON_QUEUE, CHUNKS_QUEUE, POISON_SUFFIX, SEGMENTS_POISON_QUEUE, SEGMENTS_QUEUE
-from shared.logging import get_logger
 
-log = get_logger(__name__)
+log = logging.getLogger(__name__)
 HOST_JSON = Path(__file__).resolve().parent.parent / "host.json"
 DRAIN_ORDER = (SEGMENTS_QUEUE, CHUNKS_QUEUE, SEGMENTS_POISON_QUEUE, CHUNKS_POISON_QUEUE)
 

@@ -1,5 +1,5 @@
 """HTTP plumbing for JSON APIs on Functions: one function per route that dispatches on the method,
-bodies read with a size limit, and request documents checked field by field.
+and bodies read with a size limit.
 
 The host routes a request to a function by route template *and* method; a method no function
 declares gets the host's bare 404. So each route is one function that accepts every method and
@@ -9,15 +9,15 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import azure.functions as func
 
 from shared.http import HttpError, error_response
-from shared.logging import get_logger
 
-log = get_logger(__name__)
+log = logging.getLogger(__name__)
 
 ALL_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
 MAX_BODY_BYTES = 64 * 1024
@@ -72,59 +72,3 @@ def read_json(req: func.HttpRequest, limit: int = MAX_BODY_BYTES) -> Any:
     except json.JSONDecodeError as error:
         raise HttpError(400, "invalid_json",
                         f"the request body is not valid JSON: {error.msg} at line {error.lineno} column {error.colno}") from None
-
-
-# --- request documents ----------------------------------------------------------------------------
-# A field spec is (types, required): types is a tuple of "string", "boolean", "integer", "null", or a
-# dict of nested field specs for an object.
-FieldSpec = tuple[Any, bool]
-
-
-def check_document(document: Any, spec: Mapping[str, FieldSpec], prefix: str = "") -> list[dict[str, str]]:
-    """Problems of shape: not an object, unknown fields, missing required fields, wrong JSON types.
-
-    Messages name the field and never repeat a value (a field may hold a secret).
-    """
-    where = prefix.rstrip(".") or "the body"
-    if not isinstance(document, dict):
-        return [{"field": prefix.rstrip(".") or "(body)", "message": f"{where} must be a JSON object"}]
-    problems = []
-    for name in document:
-        if name not in spec:
-            known = ", ".join(spec)
-            problems.append({"field": prefix + name, "message": f"is not a known field; the fields are {known}"})
-    for name, (types, required) in spec.items():
-        field = prefix + name
-        if name not in document:
-            if required:
-                problems.append({"field": field, "message": "is required"})
-            continue
-        value = document[name]
-        if isinstance(types, dict):
-            problems += check_document(value, types, field + ".")
-        elif not any(_is(value, kind) for kind in types):
-            problems.append({"field": field, "message": f"must be {_describe(types)}"})
-    return problems
-
-
-def _is(value: Any, kind: str) -> bool:
-    if kind == "string":
-        return isinstance(value, str)
-    if kind == "boolean":
-        return isinstance(value, bool)
-    if kind == "integer":
-        return isinstance(value, int) and not isinstance(value, bool)
-    if kind == "null":
-        return value is None
-    raise ValueError(kind)
-
-
-def _describe(types: tuple[str, ...]) -> str:
-    words = {"string": "a string", "boolean": "true or false", "integer": "a whole number", "null": "null"}
-    return " or ".join(words[kind] for kind in types)
-
-
-def validation_error(problems: list[dict[str, str]]) -> HttpError:
-    summary = "; ".join(f"{p['field']}: {p['message']}" for p in problems[:5])
-    more = f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""
-    return HttpError(400, "validation_failed", f"the request is not valid: {summary}{more}", details=problems)

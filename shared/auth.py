@@ -120,11 +120,3 @@ def identify(headers, *, require_sign_in: bool, admin_role: str, contributor_rol
                             "App Service Authentication with a signed-in user or application")
         principal = parse_client_principal(value)
     return Caller(principal, is_admin=principal.has(admin_role), is_contributor=principal.has(contributor_role))
-
-
-def encode_client_principal(name: str, roles: list[str] | tuple[str, ...] = (), auth_type: str = "aad",
-                            role_type: str = "roles", name_type: str = "preferred_username") -> str:
-    """An X-MS-CLIENT-PRINCIPAL value as App Service Authentication writes it (for local calls and tests)."""
-    claims = [{"typ": name_type, "val": name}] + [{"typ": role_type, "val": role} for role in roles]
-    document = {"auth_typ": auth_type, "name_typ": name_type, "role_typ": role_type, "claims": claims}
-    return base64.b64encode(json.dumps(document).encode()).decode()

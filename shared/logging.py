@@ -1,8 +1,9 @@
-"""Logging with secret redaction.
+"""Logging with secret redaction, installed once at startup (install_redaction).
 
 Defence in depth: code never formats a secret into a message, and every value read from or
-written to Key Vault is registered here so that a handler never emits it even by accident
-(an exception text from a library, say).
+written to Key Vault is registered here so that no log record carries it even by accident (an
+exception text from a library, say). Redaction happens where records are made (the log record
+factory), so it covers every logger and every handler, including those the Functions host adds.
 """
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import threading
 _MASK = "***"
 _secrets: set[str] = set()
 _lock = threading.Lock()
+_installed = False
 
 
 def register_secret(value: str | None) -> None:
@@ -29,38 +31,32 @@ def redact(text: str) -> str:
     return text
 
 
-class RedactingFilter(logging.Filter):
-    def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        cleaned = redact(message)
-        if cleaned != message:
-            record.msg, record.args = cleaned, None
-        if record.exc_info and record.exc_info[1] is not None:
-            text = logging.Formatter().formatException(record.exc_info)
-            cleaned_exc = redact(text)
-            if cleaned_exc != text:
-                record.exc_info, record.exc_text = None, cleaned_exc
-        return True
-
-
-_installed = False
+def _redact_record(record: logging.LogRecord) -> None:
+    if not _secrets:
+        return
+    message = record.getMessage()
+    cleaned = redact(message)
+    if cleaned != message:
+        record.msg, record.args = cleaned, None
+    if record.exc_info and record.exc_info[1] is not None:
+        text = logging.Formatter().formatException(record.exc_info)
+        cleaned_exc = redact(text)
+        if cleaned_exc != text:
+            record.exc_info, record.exc_text = None, cleaned_exc
 
 
 def install_redaction() -> None:
-    """Attach the filter to the root logger's handlers (and any added later through the root logger)."""
+    """Redact registered secrets from every log record made from now on, in this process."""
     global _installed
-    root = logging.getLogger()
-    if not _installed:
-        root.addFilter(RedactingFilter())
+    with _lock:
+        if _installed:
+            return
         _installed = True
-    for handler in root.handlers:
-        if not any(isinstance(f, RedactingFilter) for f in handler.filters):
-            handler.addFilter(RedactingFilter())
+    make_record = logging.getLogRecordFactory()
 
+    def redacting_factory(*args, **kwargs) -> logging.LogRecord:
+        record = make_record(*args, **kwargs)
+        _redact_record(record)
+        return record
 
-def get_logger(name: str) -> logging.Logger:
-    install_redaction()
-    logger = logging.getLogger(name)
-    if not any(isinstance(f, RedactingFilter) for f in logger.filters):
-        logger.addFilter(RedactingFilter())
-    return logger
+    logging.setLogRecordFactory(redacting_factory)

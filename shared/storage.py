@@ -11,7 +11,7 @@ from azure.data.tables import TableServiceClient
 from azure.storage.blob import BlobServiceClient
 from azure.storage.queue import QueueServiceClient, TextBase64DecodePolicy, TextBase64EncodePolicy
 
-from shared.settings import Settings
+from shared.settings import StorageSettings
 
 
 @dataclass(frozen=True)
@@ -27,20 +27,20 @@ class StorageClients:
         )
 
 
-def storage_clients(settings: Settings, credential_factory=None) -> StorageClients:
-    if settings.storage_connection_string:
-        conn = settings.storage_connection_string
+def storage_clients(settings: StorageSettings, credential_factory=None) -> StorageClients:
+    if settings.connection_string:
+        conn = settings.connection_string
         return StorageClients(
             blobs=BlobServiceClient.from_connection_string(conn),
             queues=QueueServiceClient.from_connection_string(conn),
             tables=TableServiceClient.from_connection_string(conn),
         )
-    missing = {"blob", "queue", "table"} - set(settings.storage_service_uris)
+    missing = {"blob", "queue", "table"} - set(settings.service_uris)
     if missing:
         names = ", ".join(f"AzureWebJobsStorage__{kind}ServiceUri" for kind in sorted(missing))
         raise ValueError(f"identity-based storage needs {names} (or set AzureWebJobsStorage to a connection string)")
-    credential = (credential_factory or _default_credential)(settings.storage_client_id or settings.azure_client_id)
-    uris = settings.storage_service_uris
+    credential = (credential_factory or _default_credential)(settings.client_id)
+    uris = settings.service_uris
     return StorageClients(
         blobs=BlobServiceClient(uris["blob"], credential=credential),
         queues=QueueServiceClient(uris["queue"], credential=credential),

@@ -29,7 +29,7 @@ def main() -> int:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="demo-") as work, local_parts(speedup=args.speedup) as (env, simulator):
         segment = Path(work) / "segment.csv"
-        made = subprocess.run([sys.executable, "-m", "tests.fakes.profiles", "--rows", str(args.rows), "--out", str(segment)],
+        made = subprocess.run([sys.executable, "-m", "tests.support.profiles", "--rows", str(args.rows), "--out", str(segment)],
                               cwd=ROOT, check=True, capture_output=True, text=True)
         print(f"generated {segment.name}: {made.stdout.strip()}")
         print(f"simulated account limits: {env['ACTIVECAMPAIGN_REQUESTS_PER_SECOND']} requests/s, "

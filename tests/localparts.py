@@ -11,8 +11,8 @@ import sys
 from contextlib import contextmanager
 from pathlib import Path
 
-from tests.fakes.activecampaign import ActiveCampaignSimulator
-from tests.fakes.azurite import Azurite
+from tests.support.activecampaign import ActiveCampaignSimulator
+from tests.support.azurite import Azurite
 
 ROOT = Path(__file__).resolve().parent.parent
 SIMULATOR_KEY = "local-simulator-key"

@@ -14,15 +14,14 @@ import time
 
 import requests
 
+from exports.activecampaign.budget import AccountBudget
 from exports.context import set_context
 from exports.local_host import LocalQueueHost
 from exports.names import RATE_BUDGETS_TABLE
-from exports.pipeline import run_status, start_run
-from exports.runs import FINAL_STATUSES
-from shared.ratelimit import SharedRateBudget
 from tests.bench.harness import API_KEY, LIST_ID, app_env, context, create_export, profile_rows, write_segment
-from tests.fakes.activecampaign import ActiveCampaignSimulator
-from tests.fakes.azurite import Azurite
+from tests.support.activecampaign import ActiveCampaignSimulator
+from tests.support.azurite import Azurite
+from tests.support.driving import is_final, run_status, start_run
 
 DOCUMENTED_REQUESTS_PER_SECOND = 5
 DOCUMENTED_BULK_PER_MINUTE = 100
@@ -47,7 +46,7 @@ def _ours(azurite, rows: int) -> dict:
         try:
             began = time.monotonic()
             run_id = start_run(ctx, export_id, trigger="cli")
-            LocalQueueHost(ctx, app).drain(lambda: ctx.runs.get_run(run_id)["status"] in FINAL_STATUSES,
+            LocalQueueHost(ctx, app).drain(lambda: is_final(ctx, run_id),
                                            timeout_seconds=300)
             seconds = time.monotonic() - began
         finally:
@@ -65,8 +64,8 @@ def _one_call_per_contact(azurite, rows: int, seconds: float) -> dict:
     with _simulator() as simulator:
         env = app_env(azurite, simulator, DOCUMENTED_REQUESTS_PER_SECOND, DOCUMENTED_BULK_PER_MINUTE)
         ctx = context(env)
-        budget = SharedRateBudget(ctx.storage.tables.get_table_client(RATE_BUDGETS_TABLE), "baseline.api-us1.com",
-                                  DOCUMENTED_REQUESTS_PER_SECOND, DOCUMENTED_BULK_PER_MINUTE)
+        budget = AccountBudget(ctx.storage.tables.get_table_client(RATE_BUDGETS_TABLE), "baseline.api-us1.com",
+                               DOCUMENTED_REQUESTS_PER_SECOND, DOCUMENTED_BULK_PER_MINUTE)
         session = requests.Session()
         session.headers.update({"Api-Token": API_KEY, "Content-Type": "application/json"})
         api = simulator.base_url + "/api/3"

@@ -15,8 +15,7 @@ from __future__ import annotations
 import statistics
 import time
 
-from exports.pipeline import start_run
-from shared.ratelimit import SPACING_MARGIN
+from exports.activecampaign.budget import SPACING_MARGIN
 from tests.bench.harness import (
     API_KEY,
     LIST_ID,
@@ -29,8 +28,9 @@ from tests.bench.harness import (
     wait_final,
     write_segment,
 )
-from tests.fakes.activecampaign import ActiveCampaignSimulator
-from tests.fakes.azurite import Azurite
+from tests.support.activecampaign import ActiveCampaignSimulator
+from tests.support.azurite import Azurite
+from tests.support.driving import start_run
 
 REQUESTS_PER_SECOND = 60
 BULK_PER_MINUTE = 1200

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from exports.names import SEGMENTS_CONTAINER
-from tests.fakes.profiles import FIRST, csv_bytes, jsonl_bytes
+from tests.support.profiles import FIRST, csv_bytes, jsonl_bytes
 
 ROOT = Path(__file__).resolve().parents[2]
 API_KEY = "bench-api-key"
@@ -39,7 +39,7 @@ def app_env(azurite, simulator, requests_per_second: float, bulk_per_minute: flo
 
 def context(env: dict):
     from exports.context import build_context
-    from shared.settings import Settings
+    from exports.settings import Settings
 
     ctx = build_context(Settings.from_env(env))
     ctx.ensure_resources()
@@ -75,11 +75,10 @@ def expected_emails(rows: int) -> set[str]:
 
 
 def create_export(ctx, hostname: str, prefix: str) -> str:
-    connection = ctx.config.create_connection(display_name=f"bench {hostname}", hostname=hostname,
-                                              allow_contributors=False, privacy_consent=True, actor="bench")
-    export = ctx.config.create_export(display_name=f"bench {prefix}", connection_id=connection.id, list_id=LIST_ID,
-                                      container=SEGMENTS_CONTAINER, prefix=prefix, mapping=MAPPING, actor="bench")
-    return export.id
+    from tests.support.records import add_connection, add_export
+
+    connection = add_connection(ctx, hostname, display_name=f"bench {hostname}")
+    return add_export(ctx, connection, prefix, MAPPING, list_id=LIST_ID, display_name=f"bench {prefix}").id
 
 
 @dataclass
@@ -154,13 +153,12 @@ def own_usage() -> dict:
 
 
 def wait_final(ctx, run_id: str, timeout: float, poll: float = 0.5) -> dict:
-    from exports.runs import FINAL_STATUSES
 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if ctx.runs.get_run(run_id)["status"] in FINAL_STATUSES:
+        if ctx.runs.get_run(run_id).final:
             break
         time.sleep(poll)
-    from exports.pipeline import run_status
+    from tests.support.driving import run_status
 
     return run_status(ctx, run_id)

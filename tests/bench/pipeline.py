@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import time
 
-from exports.pipeline import start_run
 from tests.bench.harness import (
     API_KEY,
     LIST_ID,
@@ -26,8 +25,9 @@ from tests.bench.harness import (
     wait_final,
     write_segment,
 )
-from tests.fakes.activecampaign import ActiveCampaignSimulator
-from tests.fakes.azurite import Azurite
+from tests.support.activecampaign import ActiveCampaignSimulator
+from tests.support.azurite import Azurite
+from tests.support.driving import start_run
 
 LIFTED_REQUESTS_PER_SECOND = 1_000_000
 LIFTED_BULK_PER_MINUTE = 100_000_000

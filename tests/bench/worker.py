@@ -24,7 +24,6 @@ def main(argv: list[str]) -> int:
     from exports.context import set_context
     from exports.local_host import DRAIN_ORDER, LocalQueueHost, QueueSettings
     from exports.names import CHUNKS_QUEUE
-    from exports.runs import FINAL_STATUSES
     from function_app import app
     from tests.bench.harness import context, own_usage
 
@@ -49,7 +48,7 @@ def main(argv: list[str]) -> int:
                 done += handled_now
             count += done
             if not done:
-                if ctx.runs.get_run(run_id)["status"] in FINAL_STATUSES:
+                if ctx.runs.get_run(run_id).final:
                     final.set()
                     break
                 time.sleep(IDLE_SLEEP)

@@ -1,0 +1,19 @@
+"""The scheduled refresh: a run of every enabled export on EXPORT_SCHEDULE."""
+from __future__ import annotations
+
+import logging
+
+import azure.functions as func
+
+from exports.context import get_context
+from exports.services.runs import start_scheduled_runs
+
+bp = func.Blueprint()
+log = logging.getLogger(__name__)
+
+
+@bp.timer_trigger(arg_name="timer", schedule="%EXPORT_SCHEDULE%", run_on_startup=False, use_monitor=True)
+def scheduled_exports(timer: func.TimerRequest) -> None:
+    if timer.past_due:
+        log.info("the schedule is running late; starting the runs now")
+    start_scheduled_runs(get_context())

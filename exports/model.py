@@ -1,0 +1,276 @@
+"""The records of the product: connections, exports, runs and the pieces of a run.
+
+Stores turn these into Table entities and back (exports/store/); everything else works on these
+types, never on raw entities. Statuses are str Enums, so they compare equal to the strings stored
+in Table storage and shown in status documents.
+"""
+from __future__ import annotations
+
+import uuid
+from dataclasses import asdict, dataclass, field
+from enum import StrEnum
+
+MAX_ERRORS = 20  # a status document stays readable; the rejects blob has every row
+
+
+def new_id() -> str:
+    """Ids of connections, exports and runs: hex, so valid in Table keys and Key Vault secret names."""
+    return uuid.uuid4().hex
+
+
+class RunStatus(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    COMPLETED_WITH_ERRORS = "completed_with_errors"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def final(self) -> bool:
+        return self not in (RunStatus.QUEUED, RunStatus.RUNNING)
+
+
+class Phase(StrEnum):
+    SPLITTING = "splitting"  # segment blobs are being read into bucket parts
+    SENDING = "sending"  # chunks (one per non-empty bucket) are being sent
+    DONE = "done"
+
+
+class SegmentStatus(StrEnum):
+    QUEUED = "queued"
+    SPLIT = "split"
+    FAILED = "failed"
+
+    @property
+    def final(self) -> bool:
+        return self is not SegmentStatus.QUEUED
+
+
+class ChunkStatus(StrEnum):
+    PENDING = "pending"  # planned, its message not yet known to be queued
+    QUEUED = "queued"
+    SENDING = "sending"  # claimed by a worker
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+    @property
+    def final(self) -> bool:
+        return self in (ChunkStatus.SUCCEEDED, ChunkStatus.FAILED)
+
+
+class Trigger(StrEnum):
+    HTTP = "http"
+    TIMER = "timer"
+    CLI = "cli"
+
+
+# --- configuration ------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Connection:
+    id: str
+    displayName: str
+    hostname: str
+    apiKeySecretName: str
+    allowContributors: bool
+    privacyConsentBy: str
+    privacyConsentAt: str
+    createdBy: str
+    createdAt: str
+    updatedBy: str
+    updatedAt: str
+    exportUser: str | None = None  # who created the connection; the account user exports run as
+
+    def to_document(self) -> dict:
+        doc = asdict(self)
+        doc["privacyConsent"] = {"acceptedBy": doc.pop("privacyConsentBy"), "acceptedAt": doc.pop("privacyConsentAt")}
+        return doc
+
+
+MAPPED_FIELDS = ("email", "firstName", "lastName", "phone")
+
+
+@dataclass(frozen=True)
+class Mapping:
+    email: str
+    firstName: str | None = None
+    lastName: str | None = None
+    phone: str | None = None
+
+    def columns(self) -> dict[str, str]:
+        """Contact field -> segment column, for the fields that are mapped."""
+        return {name: column for name, column in asdict(self).items() if column}
+
+
+@dataclass(frozen=True)
+class Export:
+    id: str
+    displayName: str
+    connectionId: str
+    listId: str
+    segmentContainer: str
+    segmentPrefix: str
+    mapping: Mapping
+    enabled: bool
+    createdBy: str
+    createdAt: str
+    updatedBy: str
+    updatedAt: str
+
+    def to_document(self) -> dict:
+        doc = asdict(self)
+        doc["segment"] = {"container": doc.pop("segmentContainer"), "prefix": doc.pop("segmentPrefix")}
+        doc["mapping"] = {k: v for k, v in doc["mapping"].items() if v}
+        return doc
+
+
+# --- runs ---------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Cancellation:
+    requested_by: str
+    requested_at: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class Totals:
+    """A run's figures, summed from its pieces."""
+
+    rows: int = 0
+    contacts: int = 0
+    sent: int = 0
+    rejected: int = 0
+    duplicates: int = 0
+    chunks_total: int = 0
+    chunks_succeeded: int = 0
+    chunks_failed: int = 0
+
+    def to_document(self) -> dict:
+        return {"rows": self.rows, "contacts": self.contacts, "sent": self.sent, "rejected": self.rejected,
+                "duplicates": self.duplicates,
+                "chunks": {"total": self.chunks_total, "succeeded": self.chunks_succeeded, "failed": self.chunks_failed}}
+
+    @classmethod
+    def from_document(cls, doc: dict) -> Totals:
+        chunks = doc.get("chunks", {})
+        return cls(rows=doc["rows"], contacts=doc["contacts"], sent=doc["sent"], rejected=doc["rejected"],
+                   duplicates=doc["duplicates"], chunks_total=chunks.get("total", 0),
+                   chunks_succeeded=chunks.get("succeeded", 0), chunks_failed=chunks.get("failed", 0))
+
+
+@dataclass(frozen=True)
+class Run:
+    """One run of an export: what it sends where (copied from the export when it started) and how far it is."""
+
+    id: str
+    export_id: str
+    connection_id: str
+    hostname: str
+    api_key_secret_name: str  # the name of the Key Vault secret, never the key
+    list_id: str
+    columns: dict[str, str]  # contact field -> segment column
+    segment_container: str
+    segment_prefix: str
+    trigger: Trigger
+    status: RunStatus
+    phase: Phase
+    started_at: str
+    started_at_ms: int
+    segments_total: int
+    buckets: int
+    segments_enqueued: bool = False
+    errors: tuple[str, ...] = ()
+    cancellation: Cancellation | None = None
+    finished_at: str | None = None
+    totals: Totals | None = None  # recorded once the run is final
+    rejects_blob: str | None = None
+    etag: str | None = field(default=None, compare=False)
+
+    @property
+    def final(self) -> bool:
+        return self.status.final
+
+
+@dataclass(frozen=True)
+class Piece:
+    """A unit of a run's work with its own row, so concurrent workers never write the same entity."""
+
+    run_id: str
+    index: int
+    status: str
+    error: str | None = None  # why it failed, shown in the run's errors
+    last_error: str | None = None  # why the last try raised; the poison handler reports it
+    etag: str | None = field(default=None, compare=False)
+
+
+@dataclass(frozen=True)
+class Segment(Piece):
+    """One segment blob, read with the ETag the run started with."""
+
+    blob: str = ""
+    blob_etag: str = ""
+    size: int = 0
+    rows: int = 0
+    rejected: int = 0
+    bucket_counts: tuple[int, ...] = ()  # contacts this blob put in each bucket
+
+    @property
+    def state(self) -> SegmentStatus:
+        return SegmentStatus(self.status)
+
+
+@dataclass(frozen=True)
+class Chunk(Piece):
+    """One bucket of the run's contacts, sent by one worker with a checkpoint after every batch."""
+
+    bucket: int = 0
+    records: int = 0  # contacts the splitters put in the bucket, duplicates included
+    contacts: int | None = None  # distinct contacts, once a worker has read the bucket
+    duplicates: int = 0
+    position: int = 0  # contacts of the bucket done so far (the checkpoint)
+    sent: int = 0
+    rejected: int = 0
+    claim: str | None = None
+
+    @property
+    def state(self) -> ChunkStatus:
+        return ChunkStatus(self.status)
+
+
+@dataclass(frozen=True)
+class RunView:
+    """A run and all its pieces, read together."""
+
+    run: Run
+    segments: tuple[Segment, ...]
+    chunks: tuple[Chunk, ...]
+
+    @property
+    def final(self) -> bool:
+        return self.run.final
+
+    def totals(self) -> Totals:
+        """The recorded totals of a final run; for one still going, the sum of its pieces now."""
+        if self.run.totals is not None:
+            return self.run.totals
+        return Totals(
+            rows=sum(s.rows for s in self.segments),
+            contacts=sum(c.records if c.contacts is None else c.contacts for c in self.chunks),
+            sent=sum(c.sent for c in self.chunks),
+            rejected=sum(s.rejected for s in self.segments) + sum(c.rejected for c in self.chunks),
+            duplicates=sum(c.duplicates for c in self.chunks),
+            chunks_total=len(self.chunks),
+            chunks_succeeded=sum(c.state is ChunkStatus.SUCCEEDED for c in self.chunks),
+            chunks_failed=sum(c.state is ChunkStatus.FAILED for c in self.chunks),
+        )
+
+    def errors(self) -> list[str]:
+        """The run's own errors, then each piece's, each message once, at most MAX_ERRORS."""
+        if self.run.final:
+            return list(self.run.errors)
+        errors = list(self.run.errors)
+        for piece in (*self.segments, *self.chunks):
+            if piece.error and piece.error not in errors:
+                errors.append(piece.error)
+        return errors[:MAX_ERRORS]
+

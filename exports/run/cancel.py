@@ -1,0 +1,43 @@
+"""Cancelling a run: nothing more is sent for it, and it finishes "cancelled".
+
+The run row gets a cancellation (workers check for it before every batch and fail their chunk);
+chunks no worker has claimed yet are failed here, so the run finishes as soon as the chunks
+being sent reach their next batch. A run still splitting finishes once the split ends:
+splitting sends nothing.
+"""
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+from exports.errors import Conflict, RunFinished
+from exports.model import ChunkStatus, RunView
+from exports.run import finish
+
+if TYPE_CHECKING:
+    from exports.context import AppContext
+
+log = logging.getLogger(__name__)
+CANCELLED_BEFORE_SENDING = "the run was cancelled before this chunk was sent"
+
+
+def cancel_run(ctx: AppContext, run_id: str, actor: str, reason: str) -> RunView:
+    """The run after the request; raises RunNotFound, or RunFinished for a final run."""
+    for _ in range(10):
+        run = ctx.runs.get_run(run_id)
+        if run.final:
+            raise RunFinished(run_id, run.status.value)
+        if run.cancellation:
+            break  # asked before: cancelling again changes nothing
+        if ctx.runs.request_cancel(run, actor, reason):
+            log.info("run cancel requested: run=%s export=%s by=%s reason=%s", run_id, run.export_id, actor, reason)
+            break
+        # the run moved on meanwhile (perhaps to a final status): look again
+    else:
+        raise Conflict(f"run {run_id} kept changing while it was being cancelled; cancelling it again should work")
+    for chunk in ctx.runs.view(run_id).chunks:
+        if chunk.state in (ChunkStatus.PENDING, ChunkStatus.QUEUED):
+            # Conditional: a worker that claimed it just now stops before its next batch instead.
+            ctx.runs.fail_chunk(run_id, chunk.index, CANCELLED_BEFORE_SENDING, etag=chunk.etag)
+    finish.finish_when_sent(ctx, run_id)
+    return ctx.runs.view(run_id)

@@ -1,0 +1,84 @@
+"""The run's working files in the export-runs container, and how they are written.
+
+<run id>/parts/b<bucket>/s<segment>.jsonl   contacts one segment blob put in one bucket
+<run id>/rejects/...                        rejected rows, one part per segment blob or refused batch
+<run id>/rejects.csv                        every part joined once the run finishes
+
+Files are written as block blobs without holding them in memory.
+"""
+from __future__ import annotations
+
+import csv
+import io
+
+from azure.storage.blob import BlobBlock
+
+FLUSH_BYTES = 64 * 1024  # per open file; a splitter may hold one per bucket
+REJECTS_HEADER = ("blob", "row", "email", "reason")
+
+
+def part_name(run_id: str, bucket: int, segment: int) -> str:
+    return f"{run_id}/parts/b{bucket:05d}/s{segment:05d}.jsonl"
+
+
+def rejects_prefix(run_id: str) -> str:
+    return f"{run_id}/rejects/"
+
+
+def segment_rejects_name(run_id: str, segment: int) -> str:
+    return f"{rejects_prefix(run_id)}seg-{segment:05d}.csv"
+
+
+def batch_rejects_name(run_id: str, chunk: int, position: int) -> str:
+    # Named by the batch's position, so a resent batch rewrites its own file.
+    return f"{rejects_prefix(run_id)}chunk-{chunk:05d}-{position:07d}.csv"
+
+
+def rejects_report_name(run_id: str) -> str:
+    return f"{run_id}/rejects.csv"
+
+
+class BlockWriter:
+    """Stages a block whenever FLUSH_BYTES are buffered and commits them all on close.
+
+    Block ids are positional, so writing the same content again (a redelivered message) replaces
+    the blob with identical content instead of appending to it.
+    """
+
+    def __init__(self, blob_client, flush_bytes: int = FLUSH_BYTES):
+        self._blob = blob_client
+        self._flush_bytes = flush_bytes
+        self._buffer = bytearray()
+        self._blocks: list[str] = []
+
+    def write(self, data: bytes) -> None:
+        self._buffer += data
+        if len(self._buffer) >= self._flush_bytes:
+            self._stage()
+
+    def _stage(self) -> None:
+        if self._buffer:
+            block_id = f"{len(self._blocks):08d}"
+            self._blob.stage_block(block_id=block_id, data=bytes(self._buffer))
+            self._blocks.append(block_id)
+            self._buffer.clear()
+
+    def close(self) -> None:
+        self._stage()
+        self._blob.commit_block_list([BlobBlock(block_id=block_id) for block_id in self._blocks])
+
+
+def csv_line(values) -> bytes:
+    out = io.StringIO()
+    csv.writer(out, lineterminator="\r\n").writerow(values)
+    return out.getvalue().encode("utf-8")
+
+
+def concatenate(container_client, target: str, sources: list[str], header: bytes = b"") -> None:
+    """Write `header` then each source blob into `target`, streaming, one staged block per downloaded chunk."""
+    writer = BlockWriter(container_client.get_blob_client(target), flush_bytes=4 * 1024 * 1024)
+    writer.write(header)
+    for name in sources:
+        for chunk in container_client.get_blob_client(name).download_blob().chunks():
+            writer.write(chunk)
+    writer.close()

@@ -1,0 +1,67 @@
+"""Step 5, finish: once every chunk is done, the run's status, totals, errors and rejects report.
+
+Any worker may call finish_when_sent after recording its own chunk; the run row's ETag makes
+exactly one of several concurrent callers record the final status. Then the export's run index
+is updated and its active-run lock released, so the next run can start.
+"""
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from exports.model import Phase, RunStatus, RunView, SegmentStatus, Totals
+from exports.run.files import REJECTS_HEADER, concatenate, csv_line, rejects_prefix, rejects_report_name
+
+if TYPE_CHECKING:
+    from exports.context import AppContext
+
+log = logging.getLogger(__name__)
+
+
+def finish_when_sent(ctx: AppContext, view: RunView | str) -> None:
+    """Finish the run if it is sending and every chunk is final (pass a view already read, or the run id)."""
+    if isinstance(view, str):
+        view = ctx.runs.view(view)
+    if view.final or view.run.phase is not Phase.SENDING:
+        return
+    if all(chunk.state.final for chunk in view.chunks):
+        finish(ctx, view)
+
+
+def decide(view: RunView, totals: Totals) -> tuple[RunStatus, list[str]]:
+    """The final status of a run whose pieces are all done, and an error that explains it if needed."""
+    if any(s.state is SegmentStatus.FAILED for s in view.segments):
+        return RunStatus.FAILED, []
+    if view.run.cancellation:
+        return RunStatus.CANCELLED, []
+    if totals.rows and not totals.contacts:
+        return RunStatus.FAILED, [f"none of the {totals.rows} rows could be sent: every row was rejected (see rejectsBlob)"]
+    if totals.chunks_total and not totals.chunks_succeeded:
+        return RunStatus.FAILED, []
+    if totals.rejected or totals.chunks_failed:
+        return RunStatus.COMPLETED_WITH_ERRORS, []
+    return RunStatus.SUCCEEDED, []
+
+
+def finish(ctx: AppContext, view: RunView, extra_errors: Sequence[str] = (), force_status: RunStatus | None = None) -> None:
+    run = view.run
+    totals = view.totals()
+    status, explained = decide(view, totals)
+    status = force_status or status
+    errors = [*extra_errors, *view.errors(), *explained]
+    rejects_blob = _assemble_rejects(ctx, run.id) if totals.rejected else None
+    finished_at = ctx.runs.finish(run, status, totals, errors, rejects_blob)
+    if finished_at is None:
+        return  # another instance finished it first
+    ctx.history.record_status(run, status, finished_at)
+    ctx.lock.release(run.export_id, run.id)
+    log.info("export run finished: run=%s export=%s status=%s", run.id, run.export_id, status.value)
+
+
+def _assemble_rejects(ctx: AppContext, run_id: str) -> str:
+    container = ctx.runs_container
+    target = rejects_report_name(run_id)
+    parts = sorted(blob.name for blob in container.list_blobs(name_starts_with=rejects_prefix(run_id)))
+    concatenate(container, target, parts, header=csv_line(REJECTS_HEADER))
+    return f"{container.container_name}/{target}"

@@ -1,0 +1,64 @@
+"""Step 3, plan: once every segment blob is split, one chunk per non-empty bucket, queued.
+
+Any splitter may call after_split once it has recorded its own blob; the run row's ETag makes
+exactly one of several concurrent callers plan. Chunk rows are written before their messages
+are queued, so a planner that crashes in between is resumed by the redelivered split message,
+which queues the chunks still pending.
+"""
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+from exports.model import Chunk, ChunkStatus, Phase, RunView, SegmentStatus
+from exports.names import CHUNKS_QUEUE
+from exports.run import finish
+from exports.run.buckets import bucket_totals
+from exports.run.messages import ChunkMessage
+
+if TYPE_CHECKING:
+    from exports.context import AppContext
+
+log = logging.getLogger(__name__)
+
+
+def after_split(ctx: AppContext, run_id: str) -> None:
+    """Move the run on after a segment blob was recorded (split or failed), or when a split message is redelivered."""
+    view = ctx.runs.view(run_id)
+    if view.final:
+        return
+    run = view.run
+    if run.phase is Phase.SENDING:
+        enqueue(ctx, [c for c in view.chunks if c.state is ChunkStatus.PENDING])  # what a crashed planner left
+        finish.finish_when_sent(ctx, view)
+        return
+    if len(view.segments) < run.segments_total or not all(s.state.final for s in view.segments):
+        return  # other blobs are still being split
+    if run.cancellation or any(s.state is SegmentStatus.FAILED for s in view.segments):
+        finish.finish(ctx, view)
+        return
+    if ctx.runs.start_sending(run):
+        plan_chunks(ctx, ctx.runs.view(run_id))
+
+
+def plan_chunks(ctx: AppContext, view: RunView) -> None:
+    run = view.run
+    totals = bucket_totals((s.bucket_counts for s in view.segments), run.buckets)
+    chunks = [Chunk(run_id=run.id, index=index, status=ChunkStatus.PENDING.value, bucket=bucket, records=count)
+              for index, (bucket, count) in enumerate((b, n) for b, n in enumerate(totals) if n)]
+    if not chunks:
+        finish.finish(ctx, view)
+        return
+    ctx.runs.add_chunks(chunks)
+    enqueue(ctx, ctx.runs.view(run.id).chunks)
+    log.info("chunks queued: run=%s chunks=%d", run.id, len(chunks))
+
+
+def enqueue(ctx: AppContext, chunks: Iterable[Chunk]) -> None:
+    queue = ctx.storage.queue(CHUNKS_QUEUE)
+    for chunk in chunks:
+        queue.send_message(ChunkMessage(chunk.run_id, chunk.index).to_json())
+        # Marks the message as sent, so a redelivered split does not queue it again; a worker that
+        # already claimed the chunk has changed the ETag, and its state wins.
+        ctx.runs.mark_chunk_queued(chunk)

@@ -1,0 +1,87 @@
+"""Step 2, split: read one segment blob into per-bucket contact parts and a rejects part.
+
+The blob is streamed once, with the ETag the run started with; each row is mapped and checked,
+and a valid contact goes to its bucket's part (exports/run/buckets.py). Nothing is sent here,
+so a blob that fails leaves nothing half-sent: sending starts only once every blob is split.
+"""
+from __future__ import annotations
+
+import json
+import logging
+from typing import TYPE_CHECKING
+
+from azure.core import MatchConditions
+from azure.core.exceptions import ResourceModifiedError, ResourceNotFoundError
+
+from exports.errors import RunNotFound, SegmentError
+from exports.model import Run, RunStatus, Segment
+from exports.run import plan
+from exports.run.buckets import bucket_of
+from exports.run.files import BlockWriter, csv_line, part_name, segment_rejects_name
+from exports.run.messages import SegmentMessage
+from exports.segments.mapping import to_contact
+from exports.segments.readers import read_records
+
+if TYPE_CHECKING:
+    from exports.context import AppContext
+
+log = logging.getLogger(__name__)
+
+
+def split_segment(ctx: AppContext, message: SegmentMessage) -> None:
+    try:
+        run = ctx.runs.get_run(message.runId)
+    except RunNotFound:
+        log.warning("segment message for unknown run %s ignored", message.runId)
+        return
+    segment = ctx.runs.get_segment(run.id, message.segment)
+    if run.status in (RunStatus.FAILED, RunStatus.CANCELLED) or segment.state.final:
+        plan.after_split(ctx, run.id)  # a redelivery: finish what the first delivery began
+        return
+    if ctx.runs.mark_running(run):
+        ctx.history.record_status(run, RunStatus.RUNNING)
+    try:
+        rows, rejected, counts = _split(ctx, run, segment)
+    except SegmentError as error:
+        ctx.runs.fail_segment(run.id, segment.index, str(error))
+        log.warning("segment failed: run=%s %s", run.id, error)
+    else:
+        ctx.runs.record_split(run.id, segment.index, rows, rejected, counts)
+        log.info("segment split: run=%s blob=%s rows=%d rejected=%d", run.id, segment.blob, rows, rejected)
+    plan.after_split(ctx, run.id)
+
+
+def _split(ctx: AppContext, run: Run, segment: Segment) -> tuple[int, int, list[int]]:
+    """(rows, rejected, contacts per bucket) of the blob; its parts and rejects are written."""
+    source = ctx.storage.blobs.get_blob_client(run.segment_container, segment.blob)
+    container = ctx.runs_container
+    parts: dict[int, BlockWriter] = {}
+    counts = [0] * run.buckets
+    rejects = BlockWriter(container.get_blob_client(segment_rejects_name(run.id, segment.index)))
+    rows = rejected = 0
+    try:
+        download = source.download_blob(etag=segment.blob_etag, match_condition=MatchConditions.IfNotModified)
+        for record in read_records(segment.blob, download.chunks(), run.columns):
+            rows += 1
+            contact, reason = (None, f"row {record.error}") if record.error else to_contact(record.values)
+            if contact is None:
+                rejected += 1
+                email = (record.values or {}).get("email", "")
+                rejects.write(csv_line((segment.blob, record.row, email.strip(), reason)))
+                continue
+            bucket = bucket_of(contact["email"], run.buckets)
+            writer = parts.get(bucket)
+            if writer is None:
+                writer = parts[bucket] = BlockWriter(container.get_blob_client(part_name(run.id, bucket, segment.index)))
+            writer.write(json.dumps({"r": record.row, "c": contact}, separators=(",", ":"), ensure_ascii=False).encode() + b"\n")
+            counts[bucket] += 1
+    except ResourceModifiedError:
+        raise SegmentError(f"{segment.blob} changed after the run started (it no longer has ETag {segment.blob_etag}); "
+                           "the run stops rather than mix two versions of the segment: start a new run") from None
+    except ResourceNotFoundError:
+        raise SegmentError(f"{segment.blob} was deleted after the run started") from None
+    for writer in parts.values():
+        writer.close()
+    if rejected:
+        rejects.close()
+    return rows, rejected, counts

@@ -1,0 +1,55 @@
+"""Step 1, start: record a queued run of an export and queue one message per segment blob.
+
+Which blobs make up the segment, with their ETags, is fixed here: every later step reads exactly
+these versions, so a run never mixes two versions of a segment.
+"""
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+from azure.core.exceptions import ResourceNotFoundError
+
+from exports.model import Connection, Export, Phase, Run, RunStatus, Segment, SegmentStatus, Trigger, new_id
+from exports.names import SEGMENTS_QUEUE
+from exports.run import finish
+from exports.run.buckets import bucket_count
+from exports.run.messages import SegmentMessage
+from exports.segments.blobs import list_segment_blobs
+
+if TYPE_CHECKING:
+    from exports.context import AppContext
+
+log = logging.getLogger(__name__)
+
+
+def start_run(ctx: AppContext, export: Export, connection: Connection, trigger: Trigger) -> str:
+    """The new run's id; raises RunInProgress while another run of the export is active."""
+    container = ctx.storage.blobs.get_container_client(export.segmentContainer)
+    try:
+        blobs, missing = list_segment_blobs(container, export.segmentPrefix), None
+    except ResourceNotFoundError:
+        blobs, missing = [], f"container {export.segmentContainer!r} does not exist"
+    run_id = new_id()
+    ctx.lock.acquire(export.id, run_id)
+    started_ms = ctx.lock.wall_ms()
+    run = Run(
+        id=run_id, export_id=export.id, connection_id=connection.id, hostname=connection.hostname,
+        api_key_secret_name=connection.apiKeySecretName, list_id=export.listId, columns=export.mapping.columns(),
+        segment_container=export.segmentContainer, segment_prefix=export.segmentPrefix, trigger=trigger,
+        status=RunStatus.QUEUED, phase=Phase.SPLITTING, started_at=ctx.clock(), started_at_ms=started_ms,
+        segments_total=len(blobs), buckets=bucket_count(blobs, ctx.settings.chunk_size))
+    ctx.runs.create_run(run, [Segment(run_id=run_id, index=i, status=SegmentStatus.QUEUED.value, blob=blob.name,
+                                      blob_etag=blob.etag, size=blob.size) for i, blob in enumerate(blobs)])
+    ctx.history.add(run)
+    log.info("export run started: run=%s export=%s trigger=%s blobs=%d", run_id, export.id, trigger.value, len(blobs))
+    if not blobs:
+        reason = missing or (f"the segment has no blobs: nothing under container {export.segmentContainer!r} prefix "
+                             f"{export.segmentPrefix!r} ends in .csv, .csv.gz, .jsonl or .jsonl.gz")
+        finish.finish(ctx, ctx.runs.view(run_id), extra_errors=[reason], force_status=RunStatus.FAILED)
+        return run_id
+    queue = ctx.storage.queue(SEGMENTS_QUEUE)
+    for index, blob in enumerate(blobs):
+        queue.send_message(SegmentMessage(run_id, index, blob.name, blob.etag).to_json())
+    ctx.runs.mark_segments_enqueued(run_id)
+    return run_id

@@ -1,0 +1,182 @@
+"""Exports: which segment goes to which list of which connection, and how its columns map to contact fields.
+
+Saving checks what can be checked before any run: the fields, that the connection may be used,
+that the list exists in the account, and that the segment (once it has a blob) has the mapped
+columns. Saving does not run the export.
+"""
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from exports import access
+from exports.errors import Invalid
+from exports.model import MAPPED_FIELDS, Export, Mapping, new_id
+from exports.names import RUNS_CONTAINER
+from exports.segments.blobs import first_blob_probe
+from exports.segments.readers import missing_columns
+from exports.services import checks
+from exports.services.runs import cancel_active_runs
+from shared.auth import Caller
+from shared.documents import check_document
+
+if TYPE_CHECKING:
+    from exports.context import AppContext
+
+log = logging.getLogger(__name__)
+_CONTAINER = re.compile(r"^(?=.{3,63}$)[a-z0-9]+(-[a-z0-9]+)*$")
+_LIST_ID = re.compile(r"^[0-9]{1,18}$")
+# Containers of the app and the Functions host (run working files, host keys and leases): never a segment.
+RESERVED_CONTAINERS = (RUNS_CONTAINER,)
+RESERVED_CONTAINER_PREFIXES = ("azure-webjobs-",)
+
+FIELDS = {
+    "displayName": (("string",), True),
+    "connectionId": (("string",), True),
+    "listId": (("string", "integer"), True),
+    "segment": ({"container": (("string",), True), "prefix": (("string",), False)}, True),
+    "mapping": ({name: (("string", "null"), name == "email") for name in MAPPED_FIELDS}, True),
+    "enabled": (("boolean",), False),
+}
+
+
+@dataclass(frozen=True)
+class SegmentProbe:
+    """The name and first bytes of a segment blob, to check the mapped columns against its header."""
+
+    blob_name: str
+    head: bytes
+
+
+def export_problems(display_name: object, list_id: object, container: object, prefix: object,
+                    mapping: dict) -> list[dict[str, str]]:
+    problems = []
+    if not isinstance(display_name, str) or not display_name.strip():
+        problems.append({"field": "displayName", "message": "is required"})
+    if not isinstance(list_id, (str, int)) or isinstance(list_id, bool) or not _LIST_ID.match(str(list_id).strip()):
+        problems.append({"field": "listId", "message": "must be the numeric id of an ActiveCampaign list, e.g. \"3\""})
+    if not isinstance(container, str) or not _CONTAINER.match(container):
+        problems.append({"field": "segment.container",
+                         "message": "must be a blob container name: 3-63 lower-case letters, digits and single dashes"})
+    elif container in RESERVED_CONTAINERS or container.startswith(RESERVED_CONTAINER_PREFIXES):
+        problems.append({"field": "segment.container",
+                         "message": f"{container!r} holds the app's own files, not segments: name the container "
+                                    "where the customer-data platform writes segments, e.g. segments"})
+    if not isinstance(prefix, str) or len(prefix) > 1024:
+        problems.append({"field": "segment.prefix", "message": "must be a blob name prefix (may be empty), at most 1024 characters"})
+    email = mapping.get("email")
+    if not isinstance(email, str) or not email.strip():
+        problems.append({"field": "mapping.email", "message": "is required: the segment column that holds the email address"})
+    for name in MAPPED_FIELDS[1:]:
+        value = mapping.get(name)
+        if value is not None and (not isinstance(value, str) or not value.strip()):
+            problems.append({"field": f"mapping.{name}", "message": "must be a column name, or left out"})
+    for name in sorted(set(mapping) - set(MAPPED_FIELDS)):
+        problems.append({"field": f"mapping.{name}", "message": f"is not a mappable field; use {', '.join(MAPPED_FIELDS)}"})
+    return problems
+
+
+# --- use cases ------------------------------------------------------------------------------------
+def list_exports(ctx: AppContext, caller: Caller) -> list[dict]:
+    access.require_role(ctx, caller)
+    usable = {c.id for c in ctx.config.list_connections() if access.may_use(caller, c)}
+    exports = [e for e in ctx.config.list_exports() if caller.is_admin or e.connectionId in usable]
+    return [e.to_document() for e in sorted(exports, key=lambda e: (e.displayName.lower(), e.id))]
+
+
+def get_export(ctx: AppContext, caller: Caller, export_id: str) -> dict:
+    return access.export_for(ctx, caller, export_id).to_document()
+
+
+def create_export(ctx: AppContext, caller: Caller, read_body, probe: SegmentProbe | None = None) -> dict:
+    """Check and record a new export; `read_body` returns the request document, read once the caller may.
+
+    `probe` stands for the segment's first blob when it is not in storage yet (the CLI checks a
+    local file before uploading it).
+    """
+    access.require_role(ctx, caller)
+    now = ctx.clock()
+    export = _checked_export(ctx, caller, read_body(), current=None, probe=probe,
+                             export_id=new_id(), created_by=caller.name, created_at=now, now=now)
+    ctx.config.add_export(export)
+    log.info("export created: id=%s connection=%s list=%s by=%s", export.id, export.connectionId, export.listId, caller.name)
+    return export.to_document()
+
+
+def update_export(ctx: AppContext, caller: Caller, export_id: str, read_body) -> dict:
+    current = access.export_for(ctx, caller, export_id)
+    export = _checked_export(ctx, caller, read_body(), current=current, probe=None, export_id=current.id,
+                             created_by=current.createdBy, created_at=current.createdAt, now=ctx.clock())
+    ctx.config.replace_export(export)
+    log.info("export updated: id=%s connection=%s list=%s enabled=%s by=%s", export.id, export.connectionId,
+             export.listId, export.enabled, caller.name)
+    return export.to_document()
+
+
+def delete_export(ctx: AppContext, caller: Caller, export_id: str) -> dict:
+    """Delete the export: no new runs, and its queued or running runs are cancelled. Its runs stay readable."""
+    export = access.export_for(ctx, caller, export_id)
+    cancelled = cancel_active_runs(ctx, export.id, caller.name, "the export was deleted")
+    ctx.config.delete_export(export.id)
+    log.info("export deleted: id=%s by=%s cancelledRuns=%s", export.id, caller.name, ",".join(cancelled) or "-")
+    return {"exportId": export.id, "deleted": True, "cancelledRuns": cancelled}
+
+
+def _checked_export(ctx: AppContext, caller: Caller, body: object, current: Export | None, probe: SegmentProbe | None,
+                    export_id: str, created_by: str, created_at: str, now: str) -> Export:
+    """The export the body describes, or Invalid listing every problem."""
+    problems = check_document(body, FIELDS)
+    if problems and not isinstance(body, dict):
+        raise Invalid(problems)
+    taken = {p["field"] for p in problems}
+    segment = body.get("segment") if isinstance(body.get("segment"), dict) else {}
+    mapping = body.get("mapping") if isinstance(body.get("mapping"), dict) else {}
+    mapping = {name: value for name, value in mapping.items() if value is not None}
+    container, prefix = segment.get("container"), segment.get("prefix", "")
+    static = export_problems(body.get("displayName"), body.get("listId"), container, prefix, mapping)
+    problems += [p for p in static if p["field"] not in taken and not _under(p["field"], taken)]
+    connection = None
+    if "connectionId" not in taken:
+        connection = access.find_connection(ctx, body.get("connectionId"))
+        if connection is None or not access.may_use(caller, connection):
+            problems.append({"field": "connectionId", "message": f"connection {body.get('connectionId')!r} does not exist"
+                                                                 + ("" if caller.is_admin else " or is not open to contributors")})
+    if problems:
+        raise Invalid(problems)
+    export = Export(
+        id=export_id, displayName=body["displayName"].strip(), connectionId=connection.id,
+        listId=str(body["listId"]).strip(), segmentContainer=container, segmentPrefix=prefix,
+        mapping=Mapping(**{k: v.strip() for k, v in mapping.items()}), enabled=body.get("enabled", True),
+        createdBy=created_by, createdAt=created_at, updatedBy=caller.name, updatedAt=now)
+    # ActiveCampaign and the segment are asked again only when what they answer for changed, so an
+    # export can still be disabled while ActiveCampaign is down.
+    if current is None or (current.connectionId, current.listId) != (export.connectionId, export.listId):
+        checks.check_list(ctx, connection, export.listId)
+    columns = export.mapping.columns()
+    if current is None or (current.segmentContainer, current.segmentPrefix, current.mapping.columns()) != (
+            export.segmentContainer, export.segmentPrefix, columns):
+        problems = column_problems(ctx, export, probe)
+        if problems:
+            raise Invalid(problems)
+    return export
+
+
+def column_problems(ctx: AppContext, export: Export, probe: SegmentProbe | None = None) -> list[dict[str, str]]:
+    """When the segment has a blob already, every mapped column must be in its first blob's header."""
+    if probe is None:
+        found = first_blob_probe(ctx.storage.blobs, export.segmentContainer, export.segmentPrefix)
+        if found is None:
+            return []
+        probe = SegmentProbe(*found)
+    problems = []
+    for field, column in export.mapping.columns().items():
+        missing = missing_columns(probe.blob_name, probe.head, {field: column})
+        if missing is not None:
+            problems.append({"field": f"mapping.{field}", "message": f"segment blob {missing}"})
+    return problems
+
+
+def _under(field: str, taken: set[str]) -> bool:
+    return any(field.startswith(t + ".") for t in taken)

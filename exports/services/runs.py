@@ -1,0 +1,132 @@
+"""Runs: start one (on demand or on the schedule), read its status document, list an export's runs, cancel one.
+
+The status document is built here and only here: the API, the run list and the CLI return the same.
+"""
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+from exports import access
+from exports.errors import (
+    ConnectionMissing,
+    ExportDisabled,
+    ExportNotFound,
+    RunFinished,
+    RunInProgress,
+    RunNotFound,
+)
+from exports.model import Connection, Export, RunView, Trigger
+from exports.run import cancel, start
+from shared.auth import Caller
+
+if TYPE_CHECKING:
+    from exports.context import AppContext
+
+log = logging.getLogger(__name__)
+MAX_LISTED_RUNS = 100
+
+
+def status_document(view: RunView) -> dict:
+    run = view.run
+    doc = {
+        "runId": run.id, "exportId": run.export_id, "trigger": run.trigger.value, "status": run.status.value,
+        **view.totals().to_document(),
+        "startedAt": run.started_at, "finishedAt": run.finished_at, "errors": view.errors(),
+        "rejectsBlob": run.rejects_blob,
+    }
+    if run.cancellation:
+        doc["cancellation"] = {"requestedBy": run.cancellation.requested_by, "requestedAt": run.cancellation.requested_at,
+                               "reason": run.cancellation.reason}
+    return doc
+
+
+def start_run(ctx: AppContext, caller: Caller, export_id: str, trigger: Trigger = Trigger.HTTP) -> str:
+    """The new run's id. ExportDisabled, ConnectionMissing, or RunInProgress while another run is active."""
+    export = access.export_for(ctx, caller, export_id)
+    return start.start_run(ctx, export, _startable(ctx, export), trigger)
+
+
+def _startable(ctx: AppContext, export: Export) -> Connection:
+    if not export.enabled:
+        raise ExportDisabled(f"export {export.id} is disabled; enable it (PUT with \"enabled\": true) to run it")
+    connection = ctx.config.find_connection(export.connectionId)
+    if connection is None:
+        raise ConnectionMissing(f"export {export.id} uses connection {export.connectionId}, which was deleted: point "
+                                "the export at another connection")
+    return connection
+
+
+def start_scheduled_runs(ctx: AppContext) -> dict[str, str]:
+    """The scheduled refresh: a run of every enabled export. Export id -> run id started, or why it was skipped."""
+    outcome = {}
+    for export in ctx.config.list_exports():
+        if not export.enabled:
+            continue
+        try:
+            outcome[export.id] = start.start_run(ctx, export, _startable(ctx, export), Trigger.TIMER)
+        except RunInProgress as conflict:
+            outcome[export.id] = f"skipped: run {conflict.run_id} is still queued or running"
+            log.warning("scheduled run of export %s skipped: run %s is still queued or running", export.id, conflict.run_id)
+        except Exception:  # one broken export must not keep the others from their refresh
+            outcome[export.id] = "skipped: could not start, see the log"
+            log.exception("scheduled run of export %s could not start", export.id)
+    return outcome
+
+
+def run_status(ctx: AppContext, caller: Caller, run_id: str) -> dict:
+    access.run_for(ctx, caller, run_id)
+    return status_document(ctx.runs.view(run_id))
+
+
+def list_runs(ctx: AppContext, caller: Caller, export_id: str, limit: int) -> list[dict]:
+    """The export's latest runs, newest first; a deleted export's runs are listed for admins only."""
+    access.require_role(ctx, caller)
+    export = access.find_export(ctx, export_id)
+    if export is None:
+        if not caller.is_admin or not access.RECORD_ID.match(export_id):
+            raise ExportNotFound(export_id)
+    elif not access.may_use(caller, access.find_connection(ctx, export.connectionId)):
+        raise ExportNotFound(export_id)
+    entries = ctx.history.recent(export_id, limit=limit)
+    if not entries and export is None:
+        raise ExportNotFound(export_id, f"export {export_id!r} does not exist and has no runs")
+    connections: dict[str, Connection | None] = {}
+
+    def find_connection(connection_id: str) -> Connection | None:
+        if connection_id not in connections:
+            connections[connection_id] = access.find_connection(ctx, connection_id)
+        return connections[connection_id]
+
+    lookup = ({export_id: export}.get, find_connection)
+    documents = []
+    for entry in entries:
+        try:
+            view = ctx.runs.view(entry.run_id)
+        except RunNotFound:
+            continue  # an index row whose run was never written (a start that crashed)
+        if access.may_read_run(ctx, caller, view.run, lookup):
+            documents.append(status_document(view))
+    return documents
+
+
+def cancel_run(ctx: AppContext, caller: Caller, run_id: str) -> dict:
+    """The run's status document after the request: still running until its workers reach their next batch."""
+    access.run_for(ctx, caller, run_id)
+    return status_document(cancel.cancel_run(ctx, run_id, caller.name, reason=f"cancelled by {caller.name}"))
+
+
+def cancel_active_runs(ctx: AppContext, export_id: str, actor: str, reason: str) -> list[str]:
+    """Cancel the export's queued and running runs (its export or connection is being removed); their ids."""
+    cancelled = []
+    for entry in ctx.history.recent(export_id, limit=10):
+        if entry.status.final:
+            continue
+        try:
+            cancel.cancel_run(ctx, entry.run_id, actor, reason=reason)
+            cancelled.append(entry.run_id)
+        except (RunFinished, RunNotFound):
+            pass
+    return cancelled
+
+

@@ -1,0 +1,80 @@
+"""Every app setting the code reads, in one registry: the plumbing's (shared/settings.py) and the product's.
+
+The registry is the single source of truth for local.settings.sample.json, the README's settings
+table and the Bicep app settings; tests compare all three against it.
+"""
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from shared.settings import PLUMBING_SETTINGS, Setting, StorageSettings, boolean, getter, positive_float, positive_int
+
+PRODUCT_SETTINGS: tuple[Setting, ...] = (
+    Setting("EXPORT_SCHEDULE", "0 0 3 * * *",
+            "NCRONTAB schedule (six fields, in UTC) on which every enabled export runs."),
+    Setting("EXPORT_CHUNK_SIZE", "5000",
+            "Contacts per chunk, the unit of work of one worker execution. 5,000 contacts are 20 bulk requests: "
+            "about 12 s at ActiveCampaign's ceiling, so a chunk ends well inside the function timeout even when throttled."),
+    Setting("ACTIVECAMPAIGN_REQUESTS_PER_SECOND", "5",
+            "ActiveCampaign's per-account request limit (documented: 5/s). Lower it when other integrations share the account."),
+    Setting("ACTIVECAMPAIGN_BULK_REQUESTS_PER_MINUTE", "100",
+            "ActiveCampaign's per-account bulk import limit (documented: 100/min)."),
+    Setting("ACTIVECAMPAIGN_REQUEST_TIMEOUT_SECONDS", "30", "Connect and read timeout of each ActiveCampaign request."),
+    Setting("ACTIVECAMPAIGN_BASE_URL", None,
+            "Local development and tests only: replaces https://{hostname} of every connection, "
+            "e.g. http://127.0.0.1:8800 for the simulator.", "local"),
+    Setting("ACTIVECAMPAIGN_API_KEY", None,
+            "Local development only, when KEY_VAULT_URL is unset: the API key every connection uses.", "local"),
+    Setting("EXPORT_ADMIN_ROLE", "Export.Admin",
+            "App role (a role claim of the signed-in caller, e.g. the token's roles claim) that may manage connections "
+            "and exports and run, read and cancel any export's runs."),
+    Setting("EXPORT_CONTRIBUTOR_ROLE", "Export.Contributor",
+            "App role that may see the connections admins opened to contributors, and create, change, run, cancel "
+            "and delete exports on those connections only."),
+    Setting("EXPORT_REQUIRE_SIGN_IN", "true",
+            "'true': every management and run request must carry App Service Authentication's X-MS-CLIENT-PRINCIPAL "
+            "header (401 without it). 'false' when the deployment has no user sign-in: the header is then ignored "
+            "(nothing strips a forged one) and any caller with a valid function key acts as admin."),
+)
+
+SETTINGS: tuple[Setting, ...] = PLUMBING_SETTINGS + PRODUCT_SETTINGS
+
+
+@dataclass(frozen=True)
+class Settings:
+    storage: StorageSettings
+    key_vault_url: str | None
+    azure_client_id: str | None
+    secret_cache_seconds: float
+    export_schedule: str
+    chunk_size: int
+    request_timeout_seconds: float
+    requests_per_second: int
+    bulk_requests_per_minute: int
+    activecampaign_base_url: str | None
+    local_api_key: str | None
+    admin_role: str = "Export.Admin"
+    contributor_role: str = "Export.Contributor"
+    require_sign_in: bool = True
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        get = getter(SETTINGS, os.environ if environ is None else environ)
+        return cls(
+            storage=StorageSettings.read(get),
+            key_vault_url=get("KEY_VAULT_URL"),
+            azure_client_id=get("AZURE_CLIENT_ID"),
+            secret_cache_seconds=positive_float(get, "SECRET_CACHE_SECONDS"),
+            export_schedule=get("EXPORT_SCHEDULE"),
+            chunk_size=positive_int(get, "EXPORT_CHUNK_SIZE"),
+            request_timeout_seconds=positive_float(get, "ACTIVECAMPAIGN_REQUEST_TIMEOUT_SECONDS"),
+            requests_per_second=positive_int(get, "ACTIVECAMPAIGN_REQUESTS_PER_SECOND"),
+            bulk_requests_per_minute=positive_int(get, "ACTIVECAMPAIGN_BULK_REQUESTS_PER_MINUTE"),
+            activecampaign_base_url=(get("ACTIVECAMPAIGN_BASE_URL") or "").rstrip("/") or None,
+            local_api_key=get("ACTIVECAMPAIGN_API_KEY"),
+            admin_role=get("EXPORT_ADMIN_ROLE"),
+            contributor_role=get("EXPORT_CONTRIBUTOR_ROLE"),
+            require_sign_in=boolean(get, "EXPORT_REQUIRE_SIGN_IN"),
+        )

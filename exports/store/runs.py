@@ -1,0 +1,304 @@
+"""Runs and their pieces in the `runs` table, and the claim/checkpoint protocol of chunks.
+
+One partition per run: the row "run" (what the run is and, once final, its totals), one row per
+segment blob ("seg-00000") and one per chunk ("chunk-00000"). Counters are never incremented in
+place: each piece records its own outcome in its own row and the run's figures are their sum
+(model.RunView.totals), so concurrent workers cannot lose or double an update, and a
+redelivered piece simply rewrites its own row.
+
+Steps that more than one instance may attempt at once (planning, finishing, claiming a chunk)
+are conditional on the row's ETag: exactly one wins, the others learn it and stop.
+"""
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+
+from azure.core import MatchConditions
+from azure.core.exceptions import HttpResponseError, ResourceModifiedError, ResourceNotFoundError
+from azure.data.tables import TableServiceClient, UpdateMode
+
+from exports.errors import PieceNotFound, RunNotFound
+from exports.model import (
+    MAX_ERRORS,
+    Cancellation,
+    Chunk,
+    ChunkStatus,
+    Phase,
+    Run,
+    RunStatus,
+    RunView,
+    Segment,
+    SegmentStatus,
+    Totals,
+    Trigger,
+)
+from exports.names import RUNS_TABLE
+
+RUN_ROW = "run"
+_SEGMENT_PREFIX, _CHUNK_PREFIX = "seg-", "chunk-"
+_TRANSACTION_ROWS = 100  # an entity-group transaction takes at most 100 rows of one partition
+
+
+def segment_row(index: int) -> str:
+    return f"{_SEGMENT_PREFIX}{index:05d}"
+
+
+def chunk_row(index: int) -> str:
+    return f"{_CHUNK_PREFIX}{index:05d}"
+
+
+class Superseded(Exception):
+    """Another delivery of this chunk took it over, or it is final already: this one stops."""
+
+
+class RunStore:
+    def __init__(self, tables: TableServiceClient, clock: Callable[[], str]):
+        self._table = tables.get_table_client(RUNS_TABLE)
+        self.clock = clock
+
+    # --- creating ----------------------------------------------------------------------------
+    def create_run(self, run: Run, segments: list[Segment]) -> None:
+        rows = [_run_entity(run)] + [_segment_entity(s) for s in segments]
+        self._insert(rows, operation="create")
+
+    def add_chunks(self, chunks: list[Chunk]) -> None:
+        """Planned chunks; upserted, so a planner that crashed and is redelivered writes the same rows again."""
+        self._insert([_chunk_entity(c) for c in chunks], operation="upsert")
+
+    def _insert(self, rows: list[dict], operation: str) -> None:
+        for start in range(0, len(rows), _TRANSACTION_ROWS):
+            self._table.submit_transaction([(operation, row) for row in rows[start:start + _TRANSACTION_ROWS]])
+
+    # --- reading -----------------------------------------------------------------------------
+    def get_run(self, run_id: str) -> Run:
+        return _run(self._get(run_id, RUN_ROW, RunNotFound, run_id))
+
+    def view(self, run_id: str) -> RunView:
+        run, segments, chunks = None, [], []
+        for entity in self._query(run_id):
+            key = entity["RowKey"]
+            if key == RUN_ROW:
+                run = _run(entity)
+            elif key.startswith(_SEGMENT_PREFIX):
+                segments.append(_segment(entity))
+            elif key.startswith(_CHUNK_PREFIX):
+                chunks.append(_chunk(entity))
+        if run is None:
+            raise RunNotFound(run_id)
+        return RunView(run, tuple(segments), tuple(chunks))
+
+    def get_segment(self, run_id: str, index: int) -> Segment:
+        return _segment(self._get(run_id, segment_row(index), PieceNotFound, f"{run_id}/{segment_row(index)}"))
+
+    def get_chunk(self, run_id: str, index: int) -> Chunk:
+        return _chunk(self._get(run_id, chunk_row(index), PieceNotFound, f"{run_id}/{chunk_row(index)}"))
+
+    def segments(self, run_id: str) -> list[Segment]:
+        """Every segment row of the run in one query (a worker reads them between two chunks)."""
+        rows = self._table.query_entities("PartitionKey eq @pk and RowKey ge @first and RowKey lt @after",
+                                          parameters={"pk": run_id, "first": segment_row(0), "after": _SEGMENT_PREFIX + "~"})
+        return sorted((_segment(e) for e in rows), key=lambda s: s.index)
+
+    def _get(self, run_id: str, row: str, not_found, what: str) -> dict:
+        try:
+            return self._table.get_entity(run_id, row)
+        except ResourceNotFoundError:
+            raise not_found(what) from None
+        except HttpResponseError as error:
+            if error.status_code == 400:  # an id with characters a key cannot hold
+                raise not_found(what) from None
+            raise
+
+    def _query(self, run_id: str):
+        try:
+            yield from self._table.query_entities("PartitionKey eq @pk", parameters={"pk": run_id})
+        except HttpResponseError as error:
+            if error.status_code == 400:
+                raise RunNotFound(run_id) from None
+            raise
+
+    # --- the run row -------------------------------------------------------------------------
+    def mark_segments_enqueued(self, run_id: str) -> None:
+        self._merge(run_id, RUN_ROW, {"segmentsEnqueued": True})
+
+    def mark_running(self, run: Run) -> bool:
+        """queued -> running; False when the run had moved on already (to running, or to a final status)."""
+        if run.status is not RunStatus.QUEUED:
+            return False
+        return self._merge_if_unchanged(run.id, RUN_ROW, {"status": RunStatus.RUNNING.value}, run.etag)
+
+    def start_sending(self, run: Run) -> bool:
+        """splitting -> sending; True for the one instance that gets to plan the chunks."""
+        return self._merge_if_unchanged(run.id, RUN_ROW, {"phase": Phase.SENDING.value}, run.etag)
+
+    def request_cancel(self, run: Run, actor: str, reason: str) -> bool:
+        return self._merge_if_unchanged(run.id, RUN_ROW, {
+            "cancelRequested": True, "cancelRequestedBy": actor, "cancelRequestedAt": self.clock(),
+            "cancelReason": reason}, run.etag)
+
+    def finish(self, run: Run, status: RunStatus, totals: Totals, errors: list[str], rejects_blob: str | None) -> str | None:
+        """Record the final status once; the time it finished, or None when another instance finished it first."""
+        finished_at = self.clock()
+        done = self._merge_if_unchanged(run.id, RUN_ROW, {
+            "status": status.value, "phase": Phase.DONE.value, "finishedAt": finished_at,
+            "errors": json.dumps(errors[:MAX_ERRORS]), "rejectsBlob": rejects_blob,
+            "totals": json.dumps(totals.to_document())}, run.etag)
+        return finished_at if done else None
+
+    def fail_abandoned(self, run_id: str, reason: str) -> None:
+        """A start that never queued its segment, replaced by a later run."""
+        try:
+            self._merge(run_id, RUN_ROW, {"status": RunStatus.FAILED.value, "finishedAt": self.clock(),
+                                          "errors": json.dumps([reason])})
+        except ResourceNotFoundError:
+            pass
+
+    # --- segments ----------------------------------------------------------------------------
+    def record_split(self, run_id: str, index: int, rows: int, rejected: int, bucket_counts: list[int]) -> None:
+        self._merge(run_id, segment_row(index), {"status": SegmentStatus.SPLIT.value, "rows": rows, "rejected": rejected,
+                                                 "records": rows - rejected, "bucketCounts": json.dumps(bucket_counts)})
+
+    def fail_segment(self, run_id: str, index: int, error: str) -> None:
+        self._merge(run_id, segment_row(index), {"status": SegmentStatus.FAILED.value, "error": error})
+
+    def record_segment_error(self, run_id: str, index: int, text: str) -> None:
+        self._merge(run_id, segment_row(index), {"lastError": text})
+
+    # --- chunks ------------------------------------------------------------------------------
+    def mark_chunk_queued(self, chunk: Chunk) -> bool:
+        """pending -> queued, unless a worker claimed the chunk meanwhile (its state wins)."""
+        return self._merge_if_unchanged(chunk.run_id, chunk_row(chunk.index), {"status": ChunkStatus.QUEUED.value},
+                                        chunk.etag)
+
+    def fail_chunk(self, run_id: str, index: int, error: str, etag: str | None = None) -> bool:
+        """Mark the chunk failed; with `etag`, only if nobody changed it since (False otherwise)."""
+        fields = {"status": ChunkStatus.FAILED.value, "error": error}
+        if etag is None:
+            self._merge(run_id, chunk_row(index), fields)
+            return True
+        return self._merge_if_unchanged(run_id, chunk_row(index), fields, etag)
+
+    def record_chunk_error(self, run_id: str, index: int, text: str) -> None:
+        self._merge(run_id, chunk_row(index), {"lastError": text})
+
+    def claim_chunk(self, run_id: str, index: int, claim: str, contacts: int, duplicates: int) -> ChunkClaim:
+        """Mark the chunk as this delivery's; raises Superseded when it is final or keeps being taken."""
+        for _ in range(5):
+            chunk = self.get_chunk(run_id, index)
+            if chunk.state.final:
+                raise Superseded()
+            try:
+                etag = self._merge(run_id, chunk_row(index), {
+                    "status": ChunkStatus.SENDING.value, "claim": claim, "contacts": contacts, "duplicates": duplicates},
+                    etag=chunk.etag)
+            except ResourceModifiedError:
+                continue  # the planner marked it queued in between, or another delivery claimed it: look again
+            return ChunkClaim(self, chunk, claim, etag)
+        raise Superseded()
+
+    # --- plumbing ----------------------------------------------------------------------------
+    def _merge(self, run_id: str, row: str, fields: dict, etag: str | None = None) -> str:
+        entity = {"PartitionKey": run_id, "RowKey": row, **fields}
+        if etag is None:
+            result = self._table.update_entity(entity, mode=UpdateMode.MERGE)
+        else:
+            result = self._table.update_entity(entity, mode=UpdateMode.MERGE, etag=etag,
+                                               match_condition=MatchConditions.IfNotModified)
+        return result["etag"]
+
+    def _merge_if_unchanged(self, run_id: str, row: str, fields: dict, etag: str | None) -> bool:
+        try:
+            self._merge(run_id, row, fields, etag=etag)
+            return True
+        except ResourceModifiedError:
+            return False
+
+
+class ChunkClaim:
+    """A delivery's hold on a chunk: checkpoints that stop it (Superseded) once another delivery took over."""
+
+    def __init__(self, store: RunStore, before: Chunk, claim: str, etag: str):
+        self._store, self._claim, self._etag = store, claim, etag
+        self.before = before  # the row as it was when claimed: where to resume
+        self.run_id, self.index = before.run_id, before.index
+
+    def checkpoint(self, position: int, sent: int, rejected: int) -> None:
+        self._write({"position": position, "sent": sent, "rejected": rejected})
+
+    def succeed(self, warning: str | None = None) -> None:
+        self._write({"status": ChunkStatus.SUCCEEDED.value, **({"error": warning} if warning else {})})
+
+    def _write(self, fields: dict) -> None:
+        row = chunk_row(self.index)
+        try:
+            self._etag = self._store._merge(self.run_id, row, fields, etag=self._etag)
+        except ResourceModifiedError:
+            if self._store.get_chunk(self.run_id, self.index).claim != self._claim:
+                raise Superseded() from None
+            # Our own row, changed only by another writer's merge of other properties (lastError).
+            self._etag = self._store._merge(self.run_id, row, fields)
+
+
+# --- entities <-> records ---------------------------------------------------------------------
+def _run_entity(run: Run) -> dict:
+    return {
+        "PartitionKey": run.id, "RowKey": RUN_ROW, "exportId": run.export_id, "connectionId": run.connection_id,
+        "hostname": run.hostname, "apiKeySecretName": run.api_key_secret_name, "listId": run.list_id,
+        "mapping": json.dumps(run.columns), "segmentContainer": run.segment_container,
+        "segmentPrefix": run.segment_prefix, "trigger": run.trigger.value, "status": run.status.value,
+        "phase": run.phase.value, "startedAt": run.started_at, "startedAtMs": float(run.started_at_ms),
+        "segmentsTotal": run.segments_total, "buckets": run.buckets, "segmentsEnqueued": run.segments_enqueued,
+        "errors": json.dumps(list(run.errors)),
+    }
+
+
+def _run(entity) -> Run:
+    cancellation = None
+    if entity.get("cancelRequested"):
+        cancellation = Cancellation(entity.get("cancelRequestedBy"), entity.get("cancelRequestedAt"), entity.get("cancelReason"))
+    return Run(
+        id=entity["PartitionKey"], export_id=entity["exportId"], connection_id=entity["connectionId"],
+        hostname=entity["hostname"], api_key_secret_name=entity["apiKeySecretName"], list_id=entity["listId"],
+        columns=json.loads(entity["mapping"]), segment_container=entity["segmentContainer"],
+        segment_prefix=entity["segmentPrefix"], trigger=Trigger(entity["trigger"]), status=RunStatus(entity["status"]),
+        phase=Phase(entity["phase"]), started_at=entity["startedAt"], started_at_ms=int(entity["startedAtMs"]),
+        segments_total=int(entity["segmentsTotal"]), buckets=int(entity["buckets"]),
+        segments_enqueued=bool(entity.get("segmentsEnqueued")), errors=tuple(json.loads(entity.get("errors") or "[]")),
+        cancellation=cancellation, finished_at=entity.get("finishedAt"),
+        totals=Totals.from_document(json.loads(entity["totals"])) if entity.get("totals") else None,
+        rejects_blob=entity.get("rejectsBlob"), etag=entity.metadata["etag"],
+    )
+
+
+def _index_of(entity) -> int:
+    return int(entity["RowKey"].split("-")[1])
+
+
+def _segment_entity(segment: Segment) -> dict:
+    return {"PartitionKey": segment.run_id, "RowKey": segment_row(segment.index), "blob": segment.blob,
+            "etag": segment.blob_etag, "size": segment.size, "status": segment.status}
+
+
+def _segment(entity) -> Segment:
+    return Segment(
+        run_id=entity["PartitionKey"], index=_index_of(entity), status=entity["status"], error=entity.get("error"),
+        last_error=entity.get("lastError"), etag=entity.metadata["etag"], blob=entity["blob"], blob_etag=entity["etag"],
+        size=int(entity.get("size") or 0), rows=int(entity.get("rows", 0)), rejected=int(entity.get("rejected", 0)),
+        bucket_counts=tuple(json.loads(entity.get("bucketCounts") or "[]")),
+    )
+
+
+def _chunk_entity(chunk: Chunk) -> dict:
+    return {"PartitionKey": chunk.run_id, "RowKey": chunk_row(chunk.index), "bucket": chunk.bucket,
+            "records": chunk.records, "status": chunk.status}
+
+
+def _chunk(entity) -> Chunk:
+    return Chunk(
+        run_id=entity["PartitionKey"], index=_index_of(entity), status=entity["status"], error=entity.get("error"),
+        last_error=entity.get("lastError"), etag=entity.metadata["etag"], bucket=int(entity["bucket"]),
+        records=int(entity.get("records", 0)), contacts=int(entity["contacts"]) if "contacts" in entity else None,
+        duplicates=int(entity.get("duplicates", 0)), position=int(entity.get("position", 0)),
+        sent=int(entity.get("sent", 0)), rejected=int(entity.get("rejected", 0)), claim=entity.get("claim"),
+    )

@@ -1,0 +1,106 @@
+"""What the Functions host will index: triggers, queues, routes, the schedule, and message encoding."""
+from __future__ import annotations
+
+import base64
+import inspect
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from azure.storage.queue import QueueClient
+
+from exports.local_host import indexed_functions
+from exports.names import CHUNKS_POISON_QUEUE, CHUNKS_QUEUE, SEGMENTS_POISON_QUEUE, SEGMENTS_QUEUE, STORAGE_CONNECTION
+from shared.api import ALL_METHODS
+from tests.support.openapi_contract import document as openapi_document
+from tests.support.profiles import make_segment
+
+ROOT = Path(__file__).resolve().parents[2]
+HTTP_ROUTES = (
+    "connections", "connections/{connectionId}",
+    "exports", "exports/{exportId}", "exports/{exportId}/runs",
+    "runs/{runId}", "runs/{runId}/cancel",
+    "openapi.json",
+)
+
+
+def index():
+    import function_app
+
+    return {f.get_function_name(): f for f in indexed_functions(function_app.app)}
+
+
+def test_every_function_has_the_trigger_the_pipeline_expects():
+    functions = index()
+    triggers = {name: json.loads(f.get_function_json())["bindings"] for name, f in functions.items()}
+
+    http = {name: b[0] for name, b in triggers.items() if b[0]["type"] == "httpTrigger"}
+    # One function per route, taking every method: the function answers 405 with Allow itself,
+    # where the host would give a bare 404 for a method no function declares.
+    assert sorted(b["route"] for b in http.values()) == sorted(HTTP_ROUTES)
+    assert all(set(b["methods"]) == set(ALL_METHODS) for b in http.values())
+    assert all(b["authLevel"] == "FUNCTION" for b in http.values())
+    documented = {path.removeprefix("/") for path in openapi_document()["paths"]}
+    assert documented == set(HTTP_ROUTES), "exports/openapi.json documents exactly the routes the host indexes"
+
+    queues = {b[0]["queueName"]: (name, b[0]) for name, b in triggers.items() if b[0]["type"] == "queueTrigger"}
+    assert set(queues) == {SEGMENTS_QUEUE, CHUNKS_QUEUE, SEGMENTS_POISON_QUEUE, CHUNKS_POISON_QUEUE}
+    assert all(b["connection"] == STORAGE_CONNECTION for _, b in queues.values())
+
+    timers = [b[0] for b in triggers.values() if b[0]["type"] == "timerTrigger"]
+    assert len(timers) == 1
+    assert timers[0]["schedule"] == "%EXPORT_SCHEDULE%", "the schedule comes from the app setting"
+    assert timers[0]["runOnStartup"] is False
+
+
+def test_parameter_names_equal_binding_names():
+    for name, function in index().items():
+        parameters = list(inspect.signature(function.get_user_function()).parameters)
+        bindings = [b["name"] for b in json.loads(function.get_function_json())["bindings"] if b["name"] != "$return"]
+        assert parameters == bindings, name
+
+
+def test_host_json_sets_the_queue_behaviour_the_app_relies_on():
+    host = json.loads((ROOT / "host.json").read_text())
+    queues = host["extensions"]["queues"]
+    assert queues["maxDequeueCount"] == 5
+    assert queues["messageEncoding"] == "base64"
+    assert {"batchSize", "newBatchThreshold", "visibilityTimeout"} <= set(queues)
+    assert host["extensionBundle"]["version"] == "[4.*, 5.0.0)"
+    assert host["functionTimeout"]
+
+
+def test_every_enqueued_message_is_base64_json_that_references_and_carries_no_data(app):
+    files, _ = make_segment(rows=300, blobs=2, seed=1)
+    for name, data in files:
+        app.upload("b64/" + name, data)
+    export = app.export(prefix="b64/", mapping={"email": "email"})
+    run_id = app.start(export.id).body["runId"]
+    raw = QueueClient.from_connection_string(app.environ["AzureWebJobsStorage"], SEGMENTS_QUEUE)
+
+    segment_messages = [json.loads(base64.b64decode(m.content)) for m in raw.peek_messages(max_messages=32)]
+    assert [m["segment"] for m in segment_messages] == [0, 1]
+    assert all(m["runId"] == run_id and m["etag"] and m["blob"].startswith("b64/") for m in segment_messages)
+
+    app.host.step(queues=(SEGMENTS_QUEUE,))
+    raw_chunks = QueueClient.from_connection_string(app.environ["AzureWebJobsStorage"], CHUNKS_QUEUE)
+    chunk_messages = [json.loads(base64.b64decode(m.content)) for m in raw_chunks.peek_messages(max_messages=32)]
+    assert chunk_messages and all(set(m) == {"runId", "chunk"} for m in chunk_messages)
+    assert all("@" not in json.dumps(m) for m in segment_messages + chunk_messages), "no profile data in messages"
+
+
+def test_importing_the_app_opens_no_connection():
+    # The host imports function_app to index it; a connection or secret read there would slow
+    # every cold start and fail indexing whenever storage or Key Vault is unreachable.
+    code = (
+        "import socket\n"
+        "def refuse(*a, **k): raise AssertionError('connection opened at import time')\n"
+        "socket.socket.connect = refuse\n"
+        "socket.create_connection = refuse\n"
+        "import function_app\n"
+        "assert len(function_app.app.get_functions()) == 13\n"
+    )
+    env = {"PATH": "/usr/bin:/bin", "KEY_VAULT_URL": "https://127.0.0.1:9/", "AzureWebJobsStorage": "UseDevelopmentStorage=true"}
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr

@@ -1,0 +1,508 @@
+"""The shared rate budget (shared/ratelimit.py) as the simulated account sees it.
+
+Functional, not timed: every assertion is a count the simulator kept, a list's exact contents,
+or the slots the budget handed out (computed values, not measurements). The one bound on
+elapsed time is derived from the configured intervals with seconds of slack, and only tells
+"the others went on at once" from "the others waited for a lease to expire".
+
+Limits are scaled so each test takes seconds. The worker-process tests use an Azurite of their
+own, so no message or run of another test can reach their workers.
+"""
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+import threading
+import time
+import uuid
+from multiprocessing.connection import wait
+
+import pytest
+import requests
+
+from exports.activecampaign.budget import AccountBudget
+from exports.activecampaign.client import ActiveCampaignClient
+from exports.errors import Transient
+from exports.names import RATE_BUDGETS_TABLE, SEGMENTS_CONTAINER
+from tests.support.activecampaign import ActiveCampaignSimulator
+from tests.support.apphost import API_KEY
+from tests.support.azurite import Azurite
+from tests.support.driving import run_status, start_run
+from tests.support.profiles import make_segment
+from tests.support.records import add_connection, add_export
+
+KEY = "budget-test-key"
+OTHER_INTEGRATION_KEY = "another-integration-on-the-account"
+LIST_ID = "3"
+MAPPING = {"email": "email", "firstName": "first name", "lastName": "last name"}
+EPSILON = 1e-6  # slots are floats written to and read back from Table storage
+
+
+# --- helpers ----------------------------------------------------------------------------------------
+class Ledger:
+    """Every slot the budgets of this process handed out and every penalty, in call order, by thread."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.reservations: list[tuple[int, float, str, float]] = []  # (thread, called at, kind, slot)
+        self.penalties: list[tuple[int, float, float]] = []  # (thread, returned at, until)
+
+    def install(self, monkeypatch) -> Ledger:
+        reserve, penalize = AccountBudget.reserve, AccountBudget.penalize
+        ledger = self
+
+        def recording_reserve(budget, kind):
+            called = budget._clock()
+            slot = reserve(budget, kind)
+            with ledger.lock:
+                ledger.reservations.append((threading.get_ident(), called, kind, slot))
+            return slot
+
+        def recording_penalize(budget, pause_seconds):
+            until = budget._clock() + pause_seconds
+            penalize(budget, pause_seconds)
+            with ledger.lock:
+                ledger.penalties.append((threading.get_ident(), budget._clock(), until))
+
+        monkeypatch.setattr(AccountBudget, "reserve", recording_reserve)
+        monkeypatch.setattr(AccountBudget, "penalize", recording_penalize)
+        return self
+
+    def slots(self, *kinds: str) -> list[float]:
+        return sorted(slot for _, _, kind, slot in self.reservations if kind in kinds)
+
+    def asked_after(self, moment: float, other_than: int | None = None) -> list[float]:
+        """Slots of the reservations asked for after `moment`, optionally by threads other than one."""
+        return [slot for thread, called, _, slot in self.reservations if called > moment and thread != other_than]
+
+
+
+def run_concurrently(target, count: int, timeout: float) -> None:
+    """Run target(0) ... target(count - 1) in threads at once and wait for all (bounded)."""
+    threads = [threading.Thread(target=target, args=(n,)) for n in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=timeout)
+
+def assert_spaced(slots: list[float], interval: float) -> None:
+    gaps = [b - a for a, b in zip(slots, slots[1:], strict=False)]
+    assert all(gap >= interval - EPSILON for gap in gaps), f"slots closer than {interval:.4f} s: {min(gaps):.4f}"
+
+
+def assert_within_limits(simulator: ActiveCampaignSimulator, requests_per_second: int, bulk_per_minute: int) -> None:
+    stats = simulator.stats()
+    assert stats["throttled_429"] == 0 and stats["throttled_bulk"] == 0, stats["responses_by_status"]
+    assert simulator.max_requests_in_window(1.0) <= requests_per_second
+    assert simulator.max_requests_in_window(60.0, bulk_only=True) <= bulk_per_minute
+
+
+def contacts(prefix: str, count: int) -> list[dict]:
+    return [{"email": f"{prefix}{n}@example.com", "first_name": f"F{n}"} for n in range(count)]
+
+
+def budget_for(connection_string: str, account: str, requests_per_second: float, bulk_per_minute: float) -> AccountBudget:
+    from azure.data.tables import TableServiceClient
+
+    tables = TableServiceClient.from_connection_string(connection_string)  # one per worker, like separate instances
+    return AccountBudget(tables.get_table_client(RATE_BUDGETS_TABLE), account, requests_per_second, bulk_per_minute)
+
+
+@pytest.fixture(scope="module")
+def own_azurite():
+    with Azurite() as instance:
+        yield instance
+
+
+@pytest.fixture
+def tables(azurite):
+    from azure.core.exceptions import ResourceExistsError
+    from azure.data.tables import TableServiceClient
+
+    service = TableServiceClient.from_connection_string(azurite.connection_string)
+    try:
+        service.create_table(RATE_BUDGETS_TABLE)
+    except ResourceExistsError:
+        pass
+    return azurite.connection_string
+
+
+def account() -> str:
+    return f"budget-{uuid.uuid4().hex[:12]}.api-us1.com"  # a fresh budget entity per test
+
+
+def _context(env: dict):
+    from exports.context import build_context
+    from exports.settings import Settings
+
+    ctx = build_context(Settings.from_env(env))  # no KEY_VAULT_URL: the key comes from ACTIVECAMPAIGN_API_KEY
+    ctx.ensure_resources()
+    return ctx
+
+
+# --- worker processes ---------------------------------------------------------------------------------
+def _worker_process(env: dict, run_id: str, deadline: float, lease_seconds: int, hold_after_imports: int | None,
+                    reports) -> None:
+    """A Function instance stand-in: its own AppContext and LocalQueueHost loop over the app's queues.
+
+    With `hold_after_imports`, it reserves one more bulk slot after that many imports, reports the
+    slot and stops there, holding its chunk message, until the test kills it (SIGKILL).
+    """
+    from exports.context import set_context
+    from exports.local_host import DRAIN_ORDER, LocalQueueHost, QueueSettings
+    from exports.names import CHUNKS_QUEUE
+    from function_app import app
+
+    ctx = _context(env)
+    set_context(ctx)
+    if hold_after_imports is not None:
+        reserve, counted = AccountBudget.reserve, []
+
+        def reserve_then_hold(budget, kind):
+            slot = reserve(budget, kind)
+            if kind in ("bulk", "single"):
+                counted.append(slot)
+                if len(counted) > hold_after_imports:
+                    reports.send(("holding", os.getpid(), slot))
+                    time.sleep(max(0.0, deadline - time.time()))  # killed long before
+            return slot
+
+        AccountBudget.reserve = reserve_then_hold
+    host = LocalQueueHost(ctx, app, settings=QueueSettings(5, 1, 1), retry_delay_seconds=1, lease_seconds=lease_seconds)
+    reports.send(("ready", os.getpid(), None))
+    while time.time() < deadline:
+        if not host.step(DRAIN_ORDER):
+            if ctx.runs.get_run(run_id).final:
+                break
+            time.sleep(0.1)
+    reports.send(("done", os.getpid(), host.calls[CHUNKS_QUEUE]))
+    reports.close()
+
+
+class ProcessRun:
+    """A run of the app drained by worker processes against `simulator`, on the module's own Azurite."""
+
+    def __init__(self, azurite, simulator, requests_per_second: int, bulk_per_minute: int, rows: int, chunk_size: int):
+        self.env = {
+            "AzureWebJobsStorage": azurite.connection_string, "ACTIVECAMPAIGN_BASE_URL": simulator.base_url,
+            "ACTIVECAMPAIGN_API_KEY": KEY, "ACTIVECAMPAIGN_REQUESTS_PER_SECOND": str(requests_per_second),
+            "ACTIVECAMPAIGN_BULK_REQUESTS_PER_MINUTE": str(bulk_per_minute), "EXPORT_CHUNK_SIZE": str(chunk_size),
+        }
+        self.ctx = ctx = _context(self.env)
+        prefix = f"budget-{uuid.uuid4().hex[:8]}/"
+        files, self.expected = make_segment(rows=rows, blobs=2, seed=3, bad=False)
+        for name, data in files:
+            ctx.storage.blobs.get_blob_client(SEGMENTS_CONTAINER, prefix + name).upload_blob(data, overwrite=True)
+        connection = add_connection(ctx, account(), display_name="budget test")
+        self.export = add_export(ctx, connection, prefix, MAPPING, list_id=LIST_ID, display_name="budget test")
+        self.spawn = multiprocessing.get_context("spawn")
+        # One pipe per process, not a shared multiprocessing.Queue: a process killed while its
+        # queue's feeder thread held the shared write lock would leave every other writer blocked.
+        self.pipes: dict[int, object] = {}
+        self.processes: list = []
+        self.reports: list = []
+        self.run_id: str | None = None
+
+    def begin(self, workers: int, deadline_seconds: float, lease_seconds: int = 600, doomed: int = 0,
+              hold_after_imports: int = 2) -> None:
+        """Start the run, then `workers` processes, `doomed` of which hold a slot after a few imports."""
+        self.run_id = start_run(self.ctx, self.export.id, trigger="cli")
+        deadline = time.time() + deadline_seconds
+        for n in range(workers):
+            hold = hold_after_imports if n < doomed else None
+            receiving, sending = self.spawn.Pipe(duplex=False)
+            process = self.spawn.Process(target=_worker_process, daemon=True, args=(
+                self.env, self.run_id, deadline, lease_seconds, hold, sending))
+            process.start()
+            sending.close()
+            self.pipes[n] = receiving
+            self.processes.append(process)
+
+    def _read(self, timeout: float) -> None:
+        for pipe in wait(list(self.pipes.values()), timeout=timeout):
+            try:
+                self.reports.append(pipe.recv())
+            except EOFError:  # the process ended (or was killed): nothing more comes from it
+                self.pipes = {n: p for n, p in self.pipes.items() if p is not pipe}
+
+    def next_report(self, kind: str, timeout: float) -> tuple:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            found = [report for report in self.reports if report[0] == kind]
+            if found:
+                return found[0]
+            if not self.pipes:
+                break
+            self._read(timeout=min(0.5, max(0.0, deadline - time.monotonic())))
+        raise AssertionError(f"no {kind!r} report within {timeout} s: {self.reports}")
+
+    def finish(self, timeout: float) -> dict:
+        deadline = time.monotonic() + timeout
+        while self.pipes and time.monotonic() < deadline:
+            self._read(timeout=0.5)
+        self.kill_all()
+        return run_status(self.ctx, self.run_id)
+
+    def chunk_messages_by_process(self) -> dict[int, int]:
+        return {report[1]: report[2] for report in self.reports if report[0] == "done"}
+
+    def kill_all(self) -> None:
+        for process in self.processes:
+            process.join(timeout=5)
+            if process.is_alive():
+                process.kill()
+                process.join()
+
+
+@pytest.fixture
+def process_run(own_azurite):
+    from exports.names import QUEUES
+
+    runs = []
+
+    def make(simulator, requests_per_second, bulk_per_minute, rows, chunk_size):
+        run = ProcessRun(own_azurite, simulator, requests_per_second, bulk_per_minute, rows, chunk_size)
+        for name in QUEUES:
+            run.ctx.storage.queue(name).clear_messages()
+        runs.append(run)
+        return run
+
+    yield make
+    for run in runs:
+        run.kill_all()
+
+
+# --- N concurrent workers never exceed the account's limits ------------------------------------------
+def test_threads_each_with_its_own_budget_client_never_exceed_the_account_limits(tables, monkeypatch):
+    """Six workers (threads, each with its own Table client, like six instances) send bulk imports and
+    other requests as fast as they can; the budget alone keeps them under the limits."""
+    rps, bulk_per_minute, workers, imports_each = 12, 240, 6, 3
+    ledger = Ledger().install(monkeypatch)
+    name = account()
+    with ActiveCampaignSimulator(api_keys={KEY}, lists={LIST_ID: "Budget"}, requests_per_second=rps,
+                                 bulk_per_minute=bulk_per_minute) as simulator:
+        sent, errors, start = [], [], threading.Barrier(workers)
+
+        def worker(n: int) -> None:
+            budget = budget_for(tables, name, rps, bulk_per_minute)
+            client = ActiveCampaignClient(simulator.base_url, KEY, timeout=10)
+            try:
+                start.wait()
+                for i in range(imports_each):
+                    budget.before_request()
+                    client.get_list(LIST_ID)
+                    batch = contacts(f"w{n}b{i}-", 20)
+                    budget.before_bulk(len(batch))
+                    client.bulk_import(batch, LIST_ID)
+                    sent.extend(c["email"] for c in batch)
+            except Exception as error:  # noqa: BLE001 - reported below with the thread's number
+                errors.append((n, error))
+            finally:
+                client.close()
+
+        run_concurrently(worker, workers, timeout=120)
+
+        assert errors == []
+        assert_within_limits(simulator, rps, bulk_per_minute)
+        stats = simulator.stats()
+        assert stats["bulk_requests"] == workers * imports_each
+        assert stats["requests"] == workers * imports_each * 2
+        assert simulator.subscribed(LIST_ID) == set(sent) and len(sent) == workers * imports_each * 20
+        budget = budget_for(tables, name, rps, bulk_per_minute)
+        # No two workers were ever handed overlapping slots (ETag concurrency on one entity).
+        assert len(ledger.reservations) == stats["requests"]
+        assert_spaced(ledger.slots("request", "bulk"), budget.request_interval)
+        assert_spaced(ledger.slots("bulk"), budget.bulk_interval)
+
+
+def test_worker_processes_draining_one_run_stay_within_the_limits_and_send_everything_once(process_run):
+    rps, bulk_per_minute = 20, 300
+    with ActiveCampaignSimulator(api_keys={KEY}, lists={LIST_ID: "Budget"}, requests_per_second=rps,
+                                 bulk_per_minute=bulk_per_minute) as simulator:
+        run = process_run(simulator, rps, bulk_per_minute, rows=6000, chunk_size=1000)
+        run.begin(workers=3, deadline_seconds=180)
+
+        status = run.finish(timeout=200)
+
+        assert status["status"] == "succeeded" and status["sent"] == run.expected.contacts
+        assert simulator.subscribed(LIST_ID) == run.expected.emails
+        assert simulator.stats()["contacts_imported"] == run.expected.contacts, "every contact sent exactly once"
+        assert_within_limits(simulator, rps, bulk_per_minute)
+        by_process = run.chunk_messages_by_process()
+        assert sum(by_process.values()) == status["chunks"]["total"] >= 6
+        assert sum(1 for count in by_process.values() if count) >= 2, f"chunks were sent concurrently: {by_process}"
+
+
+# --- a worker killed while holding a slot -----------------------------------------------------------
+def _reserve_and_hold(connection_string: str, name: str, rps: float, bulk_per_minute: float, slots) -> None:
+    budget = budget_for(connection_string, name, rps, bulk_per_minute)
+    slots.send(budget.reserve("bulk"))
+    time.sleep(120)  # holds the slot it reserved, and never sends: the test kills it first
+
+
+def test_a_worker_killed_after_reserving_costs_the_others_one_interval(tables, monkeypatch):
+    rps, bulk_per_minute, survivors, imports_each = 20, 120, 2, 2
+    name = account()
+    spawn = multiprocessing.get_context("spawn")
+    slots, sending = spawn.Pipe(duplex=False)
+    doomed = spawn.Process(target=_reserve_and_hold, args=(tables, name, rps, bulk_per_minute, sending), daemon=True)
+    doomed.start()
+    sending.close()
+    assert slots.poll(60), "the doomed worker reserved no slot"
+    held = slots.recv()
+    os.kill(doomed.pid, signal.SIGKILL)
+    doomed.join(timeout=10)
+    killed_at = time.monotonic()
+    assert doomed.exitcode == -signal.SIGKILL
+
+    ledger = Ledger().install(monkeypatch)
+    with ActiveCampaignSimulator(api_keys={KEY}, lists={LIST_ID: "Budget"}, requests_per_second=rps,
+                                 bulk_per_minute=bulk_per_minute) as simulator:
+        errors = []
+
+        def survivor(n: int) -> None:
+            budget = budget_for(tables, name, rps, bulk_per_minute)
+            client = ActiveCampaignClient(simulator.base_url, KEY, timeout=10)
+            try:
+                for i in range(imports_each):
+                    budget.before_bulk(20)
+                    client.bulk_import(contacts(f"s{n}i{i}-", 20), LIST_ID)
+            except Exception as error:  # noqa: BLE001
+                errors.append(error)
+            finally:
+                client.close()
+
+        run_concurrently(survivor, survivors, timeout=60)
+
+        assert errors == []
+        budget = budget_for(tables, name, rps, bulk_per_minute)
+        first_ask = min(called for _, called, _, _ in ledger.reservations)
+        granted = ledger.slots("bulk")
+        # The dead worker's slot is simply skipped: the first survivor gets the next one, or now if
+        # that is already past; nothing waits for the dead worker to release anything.
+        assert granted[0] >= held + budget.bulk_interval - EPSILON
+        assert granted[0] <= max(held + budget.bulk_interval, first_ask) + 1.0
+        assert_spaced([held] + granted, budget.bulk_interval)
+        assert_within_limits(simulator, rps, bulk_per_minute)
+        assert simulator.stats()["bulk_requests"] == survivors * imports_each
+        # Generous: the survivors' imports plus the dead slot, with seconds to spare on a loaded machine.
+        last = simulator.bulk_timestamps()[-1]
+        assert last - killed_at <= (survivors * imports_each + 1) * budget.bulk_interval + 5.0
+
+
+def test_a_worker_process_killed_mid_chunk_holding_a_slot_stalls_nobody_and_loses_nothing(process_run):
+    rps, bulk_per_minute, lease = 20, 300, 8
+    interval = 1.03 * 60 / bulk_per_minute
+    with ActiveCampaignSimulator(api_keys={KEY}, lists={LIST_ID: "Budget"}, requests_per_second=rps,
+                                 bulk_per_minute=bulk_per_minute) as simulator:
+        run = process_run(simulator, rps, bulk_per_minute, rows=8000, chunk_size=1000)
+        run.begin(workers=3, deadline_seconds=180, lease_seconds=lease, doomed=1, hold_after_imports=2)
+        _, pid, _ = run.next_report("holding", timeout=120)
+        os.kill(pid, signal.SIGKILL)
+        killed_at = time.monotonic()
+        imported_before = simulator.stats()["bulk_requests"]
+
+        status = run.finish(timeout=200)
+
+        assert status["status"] == "succeeded" and status["sent"] == run.expected.contacts
+        assert simulator.subscribed(LIST_ID) == run.expected.emails, "the dead worker's chunk was resumed by another"
+        assert_within_limits(simulator, rps, bulk_per_minute)
+        after = [stamp for stamp in simulator.bulk_timestamps() if stamp > killed_at]
+        assert simulator.stats()["bulk_requests"] > imported_before and after
+        # The others went on at once: far sooner than the dead worker's message came back (the lease).
+        assert after[0] - killed_at <= 2 * interval + 3.0 < lease
+
+
+# --- throttling from outside the budget ---------------------------------------------------------------
+def test_another_integration_using_the_account_is_absorbed_with_nothing_lost(app, monkeypatch):
+    """Another client on the same account (its own key, outside our budget) takes every request the
+    account allows for a while; our worker is throttled, pauses every worker of the account through
+    the budget, and then sends the whole segment."""
+    ledger = Ledger().install(monkeypatch)
+    files, expected = make_segment(rows=10_000, blobs=2, seed=9, bad=False)
+    for file_name, data in files:
+        app.upload("budget-external/" + file_name, data)
+    app.simulator.configure(api_keys={API_KEY, OTHER_INTEGRATION_KEY})
+    export = app.export(prefix="budget-external/", mapping=MAPPING)
+    run_id = app.start(export.id).body["runId"]
+    while app.host.step(queues=("export-segments",)):
+        pass
+    stop, answers = threading.Event(), []
+
+    def other_integration():
+        session = requests.Session()
+        session.headers["Api-Token"] = OTHER_INTEGRATION_KEY
+        ends = time.monotonic() + 2.0
+        while not stop.is_set() and time.monotonic() < ends:
+            answers.append(session.get(f"{app.simulator.base_url}/api/3/users/me", timeout=5).status_code)
+        session.close()
+
+    hammer = threading.Thread(target=other_integration)
+    hammer.start()
+    try:
+        status = app.drain(run_id)
+    finally:
+        stop.set()
+        hammer.join(timeout=10)
+
+    assert status["status"] == "succeeded" and status["sent"] == expected.contacts
+    assert app.simulator.subscribed("3") == expected.emails
+    assert 429 in answers and 200 in answers, "the other integration really used the account"
+    assert ledger.penalties, "our worker was throttled and paused the account's budget"
+    for _, returned, until in ledger.penalties:
+        assert all(slot >= until - EPSILON for slot in ledger.asked_after(returned))
+
+
+@pytest.mark.parametrize("status_code", [429, 503])
+def test_a_throttling_answer_to_one_worker_pauses_every_worker_and_nothing_is_lost(tables, monkeypatch, status_code):
+    """The account answers one import with throttling (429 with Retry-After, or 503 without): the
+    worker that got it pauses the account's budget, so the other workers' next slots come after the
+    pause too; the refused batch is sent again, and every batch reaches the list exactly once."""
+    from exports.activecampaign.backoff import Backoff
+
+    rps, bulk_per_minute, workers, imports_each = 20, 600, 3, 5
+    ledger = Ledger().install(monkeypatch)
+    name = account()
+    with ActiveCampaignSimulator(api_keys={KEY}, lists={LIST_ID: "Budget"}, requests_per_second=rps,
+                                 bulk_per_minute=bulk_per_minute) as simulator:
+        simulator.fail_next(1, status_code, "/import/bulk_import")
+        sent, errors, start = [], [], threading.Barrier(workers)
+
+        def worker(n: int) -> None:
+            budget = budget_for(tables, name, rps, bulk_per_minute)
+            client = ActiveCampaignClient(simulator.base_url, KEY, timeout=10)
+            backoff = Backoff(base_seconds=0.5, cap_seconds=2.0)  # 503 carries no Retry-After: 0.25-0.5 s
+
+            def paused(error: Transient, wait: float) -> None:
+                if error.throttled:
+                    budget.penalize(wait)
+
+            try:
+                start.wait()
+                for i in range(imports_each):
+                    batch = contacts(f"t{n}i{i}-", 20)
+
+                    def call(batch=batch):
+                        budget.before_bulk(len(batch))
+                        return client.bulk_import(batch, LIST_ID)
+
+                    backoff.run(call, on_retry=paused)
+                    sent.extend(c["email"] for c in batch)
+            except Exception as error:  # noqa: BLE001
+                errors.append(error)
+            finally:
+                client.close()
+
+        run_concurrently(worker, workers, timeout=120)
+
+        assert errors == []
+        stats = simulator.stats()
+        assert stats["errors_injected"] == 1 and stats["responses_by_status"][str(status_code)] == 1
+        assert stats["bulk_accepted"] == workers * imports_each
+        assert simulator.subscribed(LIST_ID) == set(sent) and stats["contacts_imported"] == len(sent)
+        assert len(ledger.penalties) == 1
+        throttled_thread, returned, until = ledger.penalties[0]
+        others = ledger.asked_after(returned, other_than=throttled_thread)
+        assert others, "the other workers went on reserving after the pause began"
+        assert all(slot >= until - EPSILON for slot in others), "every worker paused, not only the throttled one"

@@ -1,0 +1,477 @@
+"""Tests of the ActiveCampaign simulator (tests/support/activecampaign.py) over real HTTP."""
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import signal
+import subprocess
+import sys
+import time
+import uuid
+
+import pytest
+import requests
+
+from tests.support.activecampaign import ActiveCampaignSimulator, is_valid_email
+
+KEY = "test-key"
+LISTS = {"3": "Newsletter", "4": "Customers"}
+PROJECT_ROOT = pathlib.Path(__file__).resolve().parents[2]
+VALIDATION_MESSAGE = ("JSON payload did not pass validation. Please fix failure Reasons and retry. "
+                      "The import was not queued for processing.")
+
+
+@pytest.fixture
+def make_sim():
+    """Start simulators on ephemeral ports; generous budgets unless a test sets its own."""
+    started = []
+
+    def factory(**settings) -> ActiveCampaignSimulator:
+        settings.setdefault("api_keys", {KEY})
+        settings.setdefault("lists", LISTS)
+        settings.setdefault("requests_per_second", 1000)
+        settings.setdefault("bulk_per_minute", 1000)
+        sim = ActiveCampaignSimulator(**settings)
+        sim.start()
+        started.append(sim)
+        return sim
+
+    yield factory
+    for sim in started:
+        sim.stop()
+
+
+@pytest.fixture
+def sim(make_sim):
+    return make_sim()
+
+
+@pytest.fixture
+def http():
+    with requests.Session() as session:
+        session.headers["Api-Token"] = KEY
+        yield session
+
+
+def call(http, sim, method, path, **kwargs):
+    kwargs.setdefault("timeout", 5)
+    return http.request(method, f"{sim.base_url}/api/3{path}", **kwargs)
+
+
+def bulk(http, sim, contacts, **extra):
+    return call(http, sim, "POST", "/import/bulk_import", json={"contacts": contacts, **extra})
+
+
+def person(email, *lists, **fields):
+    return {"email": email, **fields, "subscribe": [{"listid": list_id} for list_id in lists]}
+
+
+# ---- authentication and read endpoints ---------------------------------------------------------
+
+def test_missing_or_wrong_api_key_is_403_and_spends_no_budget(sim):
+    missing = requests.get(f"{sim.base_url}/api/3/users/me", timeout=5)
+    wrong = requests.get(f"{sim.base_url}/api/3/users/me", headers={"Api-Token": "nope"}, timeout=5)
+    assert missing.status_code == wrong.status_code == 403
+    assert wrong.json()["message"].startswith("No Result found for")
+    stats = sim.stats()
+    assert stats["forbidden"] == 2 and stats["requests"] == 0 and stats["responses"] == 2
+
+
+def test_users_me(sim, http):
+    response = call(http, sim, "GET", "/users/me")
+    assert response.status_code == 200
+    user = response.json()["user"]
+    assert user["id"] == "1" and user["email"] and user["username"]
+
+
+def test_get_list_and_unknown_list_404(sim, http):
+    assert call(http, sim, "GET", "/lists/3").json()["list"] == {
+        "id": "3", "name": "Newsletter", "stringid": "newsletter", "userid": "1"}
+    missing = call(http, sim, "GET", "/lists/7")
+    assert missing.status_code == 404
+    assert missing.json() == {"message": "No Result found for _List with id 7"}
+
+
+def test_lists_pagination_defaults_to_20_and_total_is_a_string(make_sim, http):
+    sim = make_sim(lists={str(i): f"List {i}" for i in range(1, 126)})
+    first = call(http, sim, "GET", "/lists").json()
+    assert [item["id"] for item in first["lists"]] == [str(i) for i in range(1, 21)]
+    assert first["meta"]["total"] == "125"
+    last = call(http, sim, "GET", "/lists", params={"limit": 20, "offset": 120}).json()
+    assert [item["id"] for item in last["lists"]] == ["121", "122", "123", "124", "125"]
+    capped = call(http, sim, "GET", "/lists", params={"limit": 500}).json()
+    assert len(capped["lists"]) == 100
+
+
+def test_fields_and_unknown_route(sim, http):
+    assert call(http, sim, "GET", "/fields").json() == {"fields": [], "meta": {"total": "0"}}
+    unknown = call(http, sim, "GET", "/nothing/here")
+    assert unknown.status_code == 404 and "message" in unknown.json()
+
+
+# ---- bulk import -------------------------------------------------------------------------------
+
+def test_bulk_import_success_creates_contacts_and_subscribes(sim, http):
+    response = bulk(http, sim, [
+        person("Ada@Example.com", "3", first_name="Ada", tags=["vip"], fields=[{"id": 1, "value": "x"}]),
+        person("bob@example.org", "3", "4", last_name="Bob"),
+    ])
+    assert response.status_code == 200
+    body = response.json()
+    assert body["Success"] == 1 and body["queued_contacts"] == 2
+    assert body["message"] == "Contact import queued"
+    uuid.UUID(body["batchId"])
+    assert sim.subscribed("3") == {"ada@example.com", "bob@example.org"}
+    assert sim.subscribed("4") == {"bob@example.org"}
+    ada = sim.contact("ada@example.com")
+    assert ada["first_name"] == "Ada" and ada["tags"] == ["vip"] and ada["fields"] == {"1": "x"}
+    view = requests.get(f"{sim.base_url}/__sim/lists/3", timeout=5).json()
+    assert view == {"listId": "3", "subscribed": ["ada@example.com", "bob@example.org"],
+                    "unsubscribed": []}
+    stats = sim.stats()
+    assert (stats["bulk_accepted"], stats["contacts_imported"], stats["contacts_created"]) == (1, 2, 2)
+
+
+def test_import_info_lists_only_contacts_created_by_the_batch(sim, http):
+    bulk(http, sim, [person("a@example.com", "3")])
+    batch = bulk(http, sim, [person("a@example.com", "3"), person("b@example.com", "3")]).json()
+    info = call(http, sim, "GET", "/import/info", params={"batchId": batch["batchId"]})
+    assert info.status_code == 200
+    assert info.json() == {"status": "completed", "success": [sim.contact("b@example.com")["id"]],
+                           "failure": []}
+    missing = call(http, sim, "GET", "/import/info")
+    assert missing.status_code == 400
+    assert missing.json() == {"success": 0, "message": "'batchId' is a required field."}
+    assert call(http, sim, "GET", "/import/info", params={"batchId": "nope"}).status_code == 404
+
+
+def test_bulk_rejects_251_and_0_contacts_and_counts_them(sim, http):
+    too_many = bulk(http, sim, [person(f"u{i}@example.com", "3") for i in range(251)])
+    empty = bulk(http, sim, [])
+    assert too_many.status_code == empty.status_code == 400
+    assert "documented bulk_import limits" in too_many.json()["message"]
+    assert sim.stats()["oversize_rejections"] == 2
+    assert sim.subscribed("3") == set() and sim.contact("u0@example.com") is None
+    assert bulk(http, sim, [person(f"u{i}@example.com", "3") for i in range(250)]).status_code == 200
+
+
+def test_bulk_rejects_bodies_over_400000_bytes_but_accepts_just_under(sim, http):
+    def contacts(name_length):
+        return [person(f"u{i}@example.com", "3", first_name="x" * name_length) for i in range(250)]
+
+    def size(items):
+        return len(json.dumps({"contacts": items}).encode())
+
+    over = contacts(1600)
+    assert size(over) > 400_000
+    response = bulk(http, sim, over)
+    assert response.status_code == 400 and "400,000 bytes" in response.json()["message"]
+    assert sim.stats()["oversize_rejections"] == 1 and sim.contact("u0@example.com") is None
+    under = contacts(1500)
+    assert size(under) <= 400_000
+    assert bulk(http, sim, under).status_code == 200
+
+
+def test_one_invalid_row_rejects_the_whole_batch_with_every_bad_index(sim, http):
+    response = bulk(http, sim, [
+        person("good@example.com", "3"),
+        person("no-at-sign.example.com", "3"),
+        person("also.good@example.com", "3"),
+        person("two..dots@example.com", "3"),
+        person("nodomain@localhost", "3"),
+    ])
+    assert response.status_code == 400
+    body = response.json()
+    assert body["success"] == 0 and body["message"] == VALIDATION_MESSAGE
+    assert body["failureReasons"] == [
+        {"contact": index, "failureReason": "Field 'email' incorrect format"} for index in (1, 3, 4)]
+    assert sim.contact("good@example.com") is None and sim.subscribed("3") == set()
+    assert sim.stats()["validation_rejections"] == 1 and sim.stats()["bulk_accepted"] == 0
+
+
+@pytest.mark.parametrize("email, valid", [
+    ("a@example.com", True), ("first.last+tag@sub-domain.example.co.uk", True),
+    ("", False), ("a@b", False), ("a@@example.com", False), ("a b@example.com", False),
+    ("@example.com", False), ("a@exa mple.com", False), ("a@example..com", False),
+    ("a..b@example.com", False), ("é@example.com", False), ("a@exam_ple.com", False),
+    ("a@example.com.", False), (None, False),
+])
+def test_email_check(email, valid):
+    assert is_valid_email(email) is valid
+
+
+def test_reject_emails_set_and_callable_reject_the_whole_batch(make_sim, http):
+    sim = make_sim(reject_emails={"Blocked@Example.com"})
+    response = bulk(http, sim, [person("ok@example.com", "3"), person("blocked@example.com", "3")])
+    assert response.status_code == 400
+    assert [r["contact"] for r in response.json()["failureReasons"]] == [1]
+    sim.configure(reject_emails=lambda email: email.endswith("@example.net"))
+    response = bulk(http, sim, [person("x@example.net", "3"), person("blocked@example.com", "3")])
+    assert [r["contact"] for r in response.json()["failureReasons"]] == [0]
+    assert sim.contact("ok@example.com") is None
+
+
+def test_unknown_camel_case_field_is_a_validation_failure(sim, http):
+    response = bulk(http, sim, [{"email": "a@example.com", "firstName": "Ada"}])
+    assert response.status_code == 400
+    assert response.json()["failureReasons"] == [
+        {"contact": 0, "failureReason": "Field 'firstName' is not a recognised contact field"}]
+    assert sim.contact("a@example.com") is None
+
+
+def test_malformed_bulk_bodies_are_400(sim, http):
+    not_json = call(http, sim, "POST", "/import/bulk_import", data=b"{nope",
+                    headers={"Content-Type": "application/json"})
+    not_a_list = call(http, sim, "POST", "/import/bulk_import", json={"contacts": {"email": "a@b.co"}})
+    assert not_json.status_code == not_a_list.status_code == 400
+    assert sim.stats()["malformed_rejections"] == 2
+
+
+def test_subscribing_to_an_unknown_list_is_404_and_applies_nothing(sim, http):
+    response = bulk(http, sim, [person("a@example.com", "3"), person("b@example.com", "99")])
+    assert response.status_code == 404
+    assert response.json() == {"message": "No Result found for _List with id 99"}
+    assert sim.contact("a@example.com") is None
+
+
+def test_unsubscribed_contact_is_not_resubscribed_by_bulk_but_is_by_contact_lists(sim, http):
+    sim.unsubscribe("Gone@Example.com", "3")
+    assert bulk(http, sim, [person("gone@example.com", "3", "4")]).status_code == 200
+    assert "gone@example.com" not in sim.subscribed("3")
+    assert "gone@example.com" in sim.subscribed("4")
+    assert sim.contact("gone@example.com")["lists"] == {"3": "unsubscribed", "4": "subscribed"}
+    assert sim.stats()["resubscribe_skipped"] == 1
+    contact_id = sim.contact("gone@example.com")["id"]
+    response = call(http, sim, "POST", "/contactLists",
+                    json={"contactList": {"list": 3, "contact": int(contact_id), "status": 1}})
+    assert response.status_code == 200
+    assert response.json()["contactList"]["status"] == "1"
+    assert response.json()["contacts"][0]["email"] == "gone@example.com"
+    assert "gone@example.com" in sim.subscribed("3")
+
+
+def test_bulk_unsubscribe_entries_are_applied(sim, http):
+    bulk(http, sim, [person("a@example.com", "3")])
+    bulk(http, sim, [{"email": "a@example.com", "unsubscribe": [{"listid": "3"}]}])
+    assert sim.subscribed("3") == set()
+    assert requests.get(f"{sim.base_url}/__sim/lists/3", timeout=5).json()["unsubscribed"] == [
+        "a@example.com"]
+
+
+# ---- contact/sync and contactLists -------------------------------------------------------------
+
+def test_contact_sync_creates_then_updates_and_rejects_bad_email(sim, http):
+    created = call(http, sim, "POST", "/contact/sync",
+                   json={"contact": {"email": "c@example.com", "firstName": "Cy"}})
+    assert created.status_code == 201
+    assert created.json()["contact"]["firstName"] == "Cy" and created.json()["fieldValues"] == []
+    updated = call(http, sim, "POST", "/contact/sync",
+                   json={"contact": {"email": "C@example.com", "lastName": "Press"}})
+    assert updated.status_code == 200
+    assert updated.json()["contact"]["id"] == created.json()["contact"]["id"]
+    assert sim.contact("c@example.com")["last_name"] == "Press"
+    invalid = call(http, sim, "POST", "/contact/sync", json={"contact": {"email": "not-an-email"}})
+    assert invalid.status_code == 422
+    assert invalid.json()["errors"][0]["source"] == {"pointer": "/data/attributes/email"}
+
+
+def test_contact_lists_subscribe_unsubscribe_and_404s(sim, http):
+    contact_id = call(http, sim, "POST", "/contact/sync",
+                      json={"contact": {"email": "d@example.com"}}).json()["contact"]["id"]
+    subscribe = {"contactList": {"list": "4", "contact": contact_id, "status": 1}}
+    assert call(http, sim, "POST", "/contactLists", json=subscribe).status_code == 201
+    assert sim.subscribed("4") == {"d@example.com"}
+    subscribe["contactList"]["status"] = 2
+    assert call(http, sim, "POST", "/contactLists", json=subscribe).status_code == 200
+    assert sim.subscribed("4") == set()
+    unknown_list = {"contactList": {"list": "9", "contact": contact_id, "status": 1}}
+    unknown_contact = {"contactList": {"list": "4", "contact": "999", "status": 1}}
+    assert call(http, sim, "POST", "/contactLists", json=unknown_list).status_code == 404
+    assert call(http, sim, "POST", "/contactLists", json=unknown_contact).status_code == 404
+
+
+# ---- rate limits -------------------------------------------------------------------------------
+
+def test_429_with_retry_after_and_rate_limit_headers_then_recovers(make_sim, http):
+    sim = make_sim(requests_per_second=3)
+    admitted = [call(http, sim, "GET", "/users/me") for _ in range(3)]
+    assert [r.status_code for r in admitted] == [200, 200, 200]
+    assert [r.headers["RateLimit-Remaining"] for r in admitted] == ["2", "1", "0"]
+    throttled = call(http, sim, "GET", "/users/me")
+    assert throttled.status_code == 429
+    assert int(throttled.headers["Retry-After"]) >= 1
+    assert throttled.headers["RateLimit-Limit"] == "3"
+    assert throttled.headers["RateLimit-Remaining"] == "0"
+    stats = sim.stats()
+    assert stats["throttled_429"] == 1 and stats["requests"] == 3
+    time.sleep(1.05)
+    assert call(http, sim, "GET", "/users/me").status_code == 200
+
+
+def test_bulk_rate_limit_is_400_with_the_exact_documented_body(make_sim, http):
+    sim = make_sim(bulk_per_minute=2)
+    assert bulk(http, sim, [person("a@example.com", "3")] * 2).status_code == 200
+    assert bulk(http, sim, [person("b@example.com", "3")] * 2).status_code == 200
+    refused = bulk(http, sim, [person("c@example.com", "3")] * 2)
+    assert refused.status_code == 400
+    assert refused.json() == {
+        "success": 0, "message": "Rate limit exceeded.",
+        "failureReasons": ["Up to 2 imports may be requested per minute.Please batch contacts "
+                           "into larger requests, or retry this request in a minute."]}
+    assert sim.contact("c@example.com") is None
+    stats = sim.stats()
+    assert (stats["throttled_bulk"], stats["bulk_requests"], stats["requests"]) == (1, 2, 2)
+    assert call(http, sim, "GET", "/users/me").status_code == 200  # the general budget is separate
+
+
+def test_single_contact_bulk_imports_have_their_own_budget(make_sim, http):
+    sim = make_sim(bulk_single_per_minute=1)
+    assert bulk(http, sim, [person("a@example.com", "3")]).status_code == 200
+    refused = bulk(http, sim, [person("b@example.com", "3")])
+    assert refused.status_code == 400
+    assert refused.json()["failureReasons"][0].startswith("Up to 1 imports")
+    assert bulk(http, sim, [person("b@example.com", "3"), person("c@example.com", "3")]).ok
+
+
+def test_bulk_requests_spend_the_general_budget_too(make_sim, http):
+    sim = make_sim(requests_per_second=2)
+    assert bulk(http, sim, [person("a@example.com", "3")] * 2).status_code == 200
+    assert call(http, sim, "GET", "/users/me").status_code == 200
+    assert call(http, sim, "GET", "/users/me").status_code == 429
+
+
+def test_throttle_status_503(make_sim, http):
+    sim = make_sim(requests_per_second=1, throttle_status=503)
+    assert call(http, sim, "GET", "/users/me").status_code == 200
+    assert call(http, sim, "GET", "/users/me").status_code == 503
+    assert sim.stats()["throttled_429"] == 1
+
+
+def test_max_requests_in_window_never_exceeds_the_budget(make_sim, http):
+    sim = make_sim(requests_per_second=3)
+    statuses = [call(http, sim, "GET", "/lists").status_code for _ in range(8)]
+    assert statuses.count(200) == 3 and statuses.count(429) == 5
+    assert sim.max_requests_in_window(1.0) == 3
+    assert sim.max_requests_in_window(0.000001) == 1
+    assert sim.max_requests_in_window(1.0, bulk_only=True) == 0
+    time.sleep(1.0)
+    bulk(http, sim, [person("a@example.com", "3")] * 2)
+    assert sim.max_requests_in_window(1.0, bulk_only=True) == 1
+    assert len(sim.bulk_timestamps()) == sim.stats()["bulk_requests"] == 1
+    assert sim.max_requests_in_window(60.0) == 4
+
+
+def test_inspection_needs_no_key_and_is_neither_limited_nor_counted(make_sim, http):
+    sim = make_sim(requests_per_second=1)
+    call(http, sim, "GET", "/users/me")
+    for _ in range(5):
+        assert requests.get(f"{sim.base_url}/__sim/stats", timeout=5).status_code == 200
+    stats = requests.get(f"{sim.base_url}/__sim/stats", timeout=5).json()
+    assert stats["requests"] == 1 and stats["responses"] == 1
+    assert requests.get(f"{sim.base_url}/__sim/lists/99", timeout=5).status_code == 404
+
+
+# ---- faults ------------------------------------------------------------------------------------
+
+def test_fail_next_hits_only_matching_paths_and_applies_nothing(sim, http):
+    sim.fail_next(2, 502, path_prefix="/import/")
+    assert call(http, sim, "GET", "/users/me").status_code == 200
+    assert bulk(http, sim, [person("a@example.com", "3")] * 2).status_code == 502
+    assert bulk(http, sim, [person("a@example.com", "3")] * 2).status_code == 502
+    assert sim.contact("a@example.com") is None
+    assert bulk(http, sim, [person("a@example.com", "3")] * 2).status_code == 200
+    assert sim.stats()["errors_injected"] == 2
+
+
+def test_error_rate_answers_json_errors_and_can_be_switched_off(make_sim, http):
+    sim = make_sim(error_rate=1.0, error_status=503)
+    response = call(http, sim, "GET", "/users/me")
+    assert response.status_code == 503 and "message" in response.json()
+    sim.configure(error_rate=0.0)
+    assert call(http, sim, "GET", "/users/me").status_code == 200
+    assert sim.stats()["errors_injected"] == 1
+
+
+def test_random_faults_repeat_with_the_same_seed(make_sim, http):
+    def statuses(seed):
+        sim = make_sim(error_rate=0.5, seed=seed)
+        return [call(http, sim, "GET", "/users/me").status_code for _ in range(30)]
+
+    first, again = statuses(7), statuses(7)
+    assert first == again and set(first) == {200, 500}
+
+
+def test_drop_rate_closes_the_connection_without_a_response(make_sim, http):
+    sim = make_sim(drop_rate=1.0)
+    with pytest.raises(requests.ConnectionError):
+        call(http, sim, "GET", "/users/me")
+    assert sim.stats()["dropped"] == 1
+    sim.configure(drop_rate=0)
+    assert call(http, sim, "GET", "/users/me").status_code == 200
+
+
+def test_latency_delays_each_answer(make_sim, http):
+    sim = make_sim(latency=0.2)
+    started = time.monotonic()
+    assert call(http, sim, "GET", "/users/me").status_code == 200
+    assert time.monotonic() - started >= 0.2
+
+
+def test_configure_rejects_unknown_settings(sim):
+    with pytest.raises(TypeError):
+        sim.configure(no_such_setting=1)
+
+
+# ---- plumbing ----------------------------------------------------------------------------------
+
+def test_keep_alive_reuses_one_connection(sim, http):
+    for _ in range(20):
+        assert call(http, sim, "GET", "/users/me").status_code == 200
+    assert sim.stats()["connections"] == 1
+
+
+def test_replies_are_not_delayed_by_nagle(sim, http):
+    # With Nagle's algorithm on, each reply waits ~40 ms for a delayed ACK: 30 calls take >= 1 s.
+    call(http, sim, "GET", "/users/me")
+    started = time.monotonic()
+    for _ in range(30):
+        call(http, sim, "POST", "/contact/sync", json={"contact": {"email": "n@example.com"}})
+    assert time.monotonic() - started < 0.6
+
+
+def test_reset_stats_clears_counters_and_history(sim, http):
+    bulk(http, sim, [person("a@example.com", "3")] * 2)
+    sim.reset_stats()
+    stats = sim.stats()
+    assert stats["requests"] == stats["bulk_requests"] == 0 and sim.bulk_timestamps() == []
+    assert sim.subscribed("3") == {"a@example.com"}  # data survives
+
+
+def test_context_manager_starts_and_stops():
+    with ActiveCampaignSimulator(api_keys={KEY}, lists=LISTS) as sim:
+        url = sim.base_url
+        assert requests.get(f"{url}/api/3/users/me", headers={"Api-Token": KEY}, timeout=5).ok
+    with pytest.raises(requests.ConnectionError):
+        requests.get(f"{url}/api/3/users/me", headers={"Api-Token": KEY}, timeout=5)
+
+
+def test_command_line_prints_its_address_and_stops_on_sigterm():
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tests.support.activecampaign", "--port", "0", "--api-key", "cli-key",
+         "--list", "3:Newsletter", "--list", "5"],
+        cwd=PROJECT_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT)})
+    try:
+        line = process.stdout.readline().strip()
+        assert line.startswith("ActiveCampaign simulator on http://127.0.0.1:")
+        assert line.endswith("(lists: 3, 5)")
+        url = line.split(" on ")[1].split(" ")[0]
+        response = requests.get(f"{url}/api/3/lists/5", headers={"Api-Token": "cli-key"}, timeout=5)
+        assert response.json()["list"]["name"] == "List 5"
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=5) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()

@@ -1,0 +1,824 @@
+"""ActiveCampaign API v3 simulator for tests and benchmarks (standard library only).
+
+It follows ../shared/activecampaign/FACTS.md strictly: Api-Token auth (403), the shared per-account
+budget of N requests/s (429 + Retry-After, or 503), the bulk_import budget (HTTP 400 "Rate limit
+exceeded."), bulk_import limits (1-250 contacts, 400,000 bytes) and whole-batch validation,
+lists and their 404s, no re-subscribing by bulk import of people who unsubscribed, import/info,
+contact/sync and contactLists. Faults (errors, latency, dropped connections, deterministic
+failures, emails ActiveCampaign refuses) can be injected at construction or at run time.
+
+In-process use:
+
+    with ActiveCampaignSimulator(api_keys={"test-key"}, lists={"3": "Newsletter"}) as sim:
+        requests.get(sim.base_url + "/api/3/users/me", headers={"Api-Token": "test-key"})
+
+Start by hand from the project root (serves until Ctrl-C or SIGTERM):
+
+    python -m tests.support.activecampaign --port 8800 --api-key KEY --list 3:Newsletter
+
+Read-only inspection, without a key and outside the rate budget:
+GET /__sim/stats and GET /__sim/lists/{id}.
+"""
+from __future__ import annotations
+
+import argparse
+import collections
+import dataclasses
+import json
+import math
+import random
+import re
+import signal
+import socket
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+API_PREFIX = "/api/3"
+MAX_BULK_CONTACTS = 250
+MAX_BULK_BYTES = 400_000
+MAX_REQUEST_BYTES = 32 * 1024 * 1024  # framing guard only; the bulk limits are checked separately
+BULK_WINDOW_SECONDS = 60.0
+
+VALIDATION_MESSAGE = (
+    "JSON payload did not pass validation. Please fix failure Reasons and retry. "
+    "The import was not queued for processing."
+)
+EMAIL_INCORRECT = "Field 'email' incorrect format"
+# The documented contact fields. exclude_automations is also accepted per contact because the
+# documentation puts it there (FACTS: placement unconfirmed); it is accepted at the top level too.
+BULK_CONTACT_FIELDS = frozenset({
+    "email", "first_name", "last_name", "phone", "customer_acct_name", "tags", "fields",
+    "subscribe", "unsubscribe", "exclude_automations",
+})
+BULK_TOP_LEVEL_FIELDS = frozenset({"contacts", "callback", "exclude_automations"})
+TEXT_FIELDS = ("first_name", "last_name", "phone", "customer_acct_name")
+SUBSCRIBED, UNSUBSCRIBED = 1, 2
+CONFIGURABLE = frozenset({
+    "api_keys", "requests_per_second", "bulk_per_minute", "bulk_single_per_minute",
+    "throttle_status", "error_rate", "error_status", "latency", "drop_rate", "reject_emails",
+})
+STAT_KEYS = (
+    "requests", "responses", "bulk_requests", "bulk_accepted", "contacts_imported",
+    "contacts_created", "throttled_429", "throttled_bulk", "validation_rejections",
+    "oversize_rejections", "malformed_rejections", "resubscribe_skipped", "errors_injected",
+    "dropped", "forbidden", "not_found", "connections",
+)
+_DOMAIN_LABEL = re.compile(r"[A-Za-z0-9-]+\Z")
+
+
+def is_valid_email(value: Any) -> bool:
+    """Strict but simple: ASCII, one @, local part without spaces, dotted domain, no '..'."""
+    if not isinstance(value, str) or not value.isascii() or value.count("@") != 1:
+        return False
+    local, domain = value.split("@")
+    if not local or ".." in value or any(not ch.isprintable() or ch.isspace() for ch in local):
+        return False
+    labels = domain.split(".")
+    return len(labels) >= 2 and all(_DOMAIN_LABEL.match(label) for label in labels)
+
+
+@dataclasses.dataclass
+class Reply:
+    status: int
+    body: Any = None  # anything json.dumps accepts; None sends an empty body
+    headers: dict[str, str] = dataclasses.field(default_factory=dict)
+
+
+DROP = object()  # sentinel reply: close the socket without answering
+INVALID_JSON = object()  # sentinel for a body that is not JSON
+
+
+@dataclasses.dataclass
+class _FailRule:
+    remaining: int
+    status: int
+    path_prefix: str | None
+
+
+def _bulk_rate_limit_body(limit: int) -> dict:
+    return {
+        "success": 0,
+        "message": "Rate limit exceeded.",
+        "failureReasons": [
+            f"Up to {limit} imports may be requested per minute.Please batch contacts into larger "
+            "requests, or retry this request in a minute."
+        ],
+    }
+
+
+def _parse_json(body: bytes) -> Any:
+    try:
+        return json.loads(body.decode("utf-8")) if body else None
+    except (UnicodeDecodeError, ValueError):
+        return INVALID_JSON
+
+
+def _slug(name: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
+
+
+def _is_list_ref(value: Any) -> bool:
+    return (isinstance(value, int) and not isinstance(value, bool)) or (
+        isinstance(value, str) and value.strip() != "")
+
+
+def _contact_problem(contact: Any, rejected: Callable[[str], bool]) -> str | None:
+    """Why ActiveCampaign would refuse this bulk contact, or None."""
+    if not isinstance(contact, dict):
+        return "Contact must be a JSON object"
+    email = contact.get("email")
+    if not is_valid_email(email) or rejected(email):
+        return EMAIL_INCORRECT
+    unknown = sorted(set(contact) - BULK_CONTACT_FIELDS)
+    if unknown:
+        return f"Field '{unknown[0]}' is not a recognised contact field"
+    for name in TEXT_FIELDS:
+        if name in contact and not isinstance(contact[name], str):
+            return f"Field '{name}' incorrect format"
+    tags = contact.get("tags", [])
+    if not isinstance(tags, list) or not all(isinstance(t, str) and t.strip() for t in tags):
+        return "Field 'tags' incorrect format"
+    fields = contact.get("fields", [])
+    if not isinstance(fields, list) or not all(
+            isinstance(f, dict) and _is_list_ref(f.get("id")) and isinstance(f.get("value"), str)
+            for f in fields):
+        return "Field 'fields' incorrect format"
+    for name in ("subscribe", "unsubscribe"):
+        entries = contact.get(name, [])
+        if not isinstance(entries, list) or not all(
+                isinstance(e, dict) and _is_list_ref(e.get("listid")) for e in entries):
+            return f"Field '{name}' incorrect format"
+    if not isinstance(contact.get("exclude_automations", False), bool):
+        return "Field 'exclude_automations' incorrect format"
+    return None
+
+
+class ActiveCampaignSimulator:
+    """One simulated ActiveCampaign account served over HTTP on loopback."""
+
+    def __init__(
+        self,
+        api_keys: Iterable[str] = ("test-key",),
+        lists: dict[str, str] | None = None,
+        requests_per_second: int = 5,
+        bulk_per_minute: int = 100,
+        bulk_single_per_minute: int = 20,
+        throttle_status: int = 429,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        error_rate: float = 0.0,
+        error_status: int = 500,
+        latency: float = 0.0,
+        drop_rate: float = 0.0,
+        reject_emails: Callable[[str], bool] | Iterable[str] | None = None,
+        fields: list[dict] | None = None,
+        seed: int = 0,
+    ) -> None:
+        if host not in ("127.0.0.1", "localhost"):
+            raise ValueError("the simulator binds to loopback only")
+        self.host, self.port = "127.0.0.1", port
+        self._lock = threading.RLock()
+        self._rng = random.Random(seed)
+        self._reject: Callable[[str], bool] = lambda email: False
+        self._reject_emails: Any = None
+        self.api_keys = set(api_keys)
+        self.requests_per_second = requests_per_second
+        self.bulk_per_minute = bulk_per_minute
+        # FACTS: 20 single-contact bulk imports per minute, on top of the multi-contact budget.
+        self.bulk_single_per_minute = bulk_single_per_minute
+        self.throttle_status = throttle_status
+        self.error_rate, self.error_status = error_rate, error_status
+        self.latency, self.drop_rate = latency, drop_rate
+        self.reject_emails = reject_emails
+        self._lists = {str(k): v for k, v in (lists or {}).items()}
+        self._fields = list(fields or [])
+        self._contacts: dict[str, dict] = {}  # lower-cased email -> record
+        self._email_by_id: dict[str, str] = {}
+        self._memberships: dict[str, dict[str, int]] = {k: {} for k in self._lists}
+        self._membership_ids: dict[tuple[str, str], str] = {}
+        self._batches: dict[str, dict] = {}
+        self._next_contact_id = 1
+        self._fail_rules: list[_FailRule] = []
+        # Rate windows (pruned) are separate from the admitted-time history (kept for
+        # max_requests_in_window) so reset_stats() never resets the account's budget.
+        self._recent: collections.deque[float] = collections.deque()
+        self._recent_bulk: collections.deque[float] = collections.deque()
+        self._recent_single: collections.deque[float] = collections.deque()
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+        self.base_url: str | None = None
+        self.reset_stats()
+
+    # ---- lifecycle -------------------------------------------------------------------------
+    def start(self) -> str:
+        if self._server is not None:
+            return self.base_url  # type: ignore[return-value]
+        self._server = _Server((self.host, self.port), self)
+        self.port = self._server.server_address[1]
+        self.base_url = f"http://127.0.0.1:{self.port}"
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
+            name=f"ac-simulator-{self.port}", daemon=True)
+        self._thread.start()
+        return self.base_url
+
+    def stop(self) -> None:
+        server, self._server = self._server, None
+        if server is None:
+            return
+        server.shutdown()
+        server.close_connections()  # keep-alive connections would otherwise outlive the server
+        server.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def __enter__(self) -> ActiveCampaignSimulator:
+        self.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    # ---- run-time configuration and faults ---------------------------------------------------
+    @property
+    def reject_emails(self) -> Any:
+        return self._reject_emails
+
+    @reject_emails.setter
+    def reject_emails(self, value: Callable[[str], bool] | Iterable[str] | None) -> None:
+        if value is None:
+            def check(email: str) -> bool:
+                return False
+        elif callable(value):
+            check = value
+        else:
+            lowered = frozenset(e.lower() for e in value)
+            check = lambda email: email.lower() in lowered  # noqa: E731
+        with self._lock:
+            self._reject_emails, self._reject = value, check
+
+    def configure(self, **settings: Any) -> None:
+        unknown = set(settings) - CONFIGURABLE
+        if unknown:
+            raise TypeError(f"unknown simulator settings: {sorted(unknown)}")
+        with self._lock:
+            for name, value in settings.items():
+                setattr(self, name, set(value) if name == "api_keys" else value)
+
+    def fail_next(self, count: int, status: int, path_prefix: str | None = None) -> None:
+        """The next `count` admitted API requests whose path starts with `path_prefix` (with or
+        without /api/3) are answered `status`, nothing applied."""
+        with self._lock:
+            self._fail_rules.append(_FailRule(count, status, path_prefix))
+
+    # ---- inspection --------------------------------------------------------------------------
+    def subscribed(self, list_id: str) -> set[str]:
+        with self._lock:
+            members = self._memberships.get(str(list_id), {})
+            return {email for email, status in members.items() if status == SUBSCRIBED}
+
+    def unsubscribed(self, list_id: str) -> set[str]:
+        with self._lock:
+            members = self._memberships.get(str(list_id), {})
+            return {email for email, status in members.items() if status == UNSUBSCRIBED}
+
+    def contact(self, email: str) -> dict | None:
+        with self._lock:
+            record = self._contacts.get(email.lower())
+            if record is None:
+                return None
+            snapshot = dict(record, tags=sorted(record["tags"]), fields=dict(record["fields"]))
+            snapshot["lists"] = {
+                list_id: "subscribed" if members[record["email"]] == SUBSCRIBED else "unsubscribed"
+                for list_id, members in self._memberships.items() if record["email"] in members}
+            return snapshot
+
+    def unsubscribe(self, email: str, list_id: str) -> None:
+        """The contact unsubscribes themselves from the list (created if unknown)."""
+        with self._lock:
+            if str(list_id) not in self._lists:
+                raise KeyError(f"unknown list {list_id}")
+            record, _ = self._upsert_locked(email, {})
+            self._memberships[str(list_id)][record["email"]] = UNSUBSCRIBED
+
+    def stats(self) -> dict:
+        with self._lock:
+            return dict(self._stats, responses_by_status=dict(self._by_status),
+                        contacts=len(self._contacts))
+
+    def reset_stats(self) -> None:
+        with self._lock:
+            self._stats = dict.fromkeys(STAT_KEYS, 0)
+            self._by_status: collections.Counter[str] = collections.Counter()
+            self._admitted: list[float] = []
+            self._bulk_admitted: list[float] = []
+
+    def bulk_timestamps(self) -> list[float]:
+        with self._lock:
+            return list(self._bulk_admitted)
+
+    def request_timestamps(self) -> list[float]:
+        with self._lock:
+            return list(self._admitted)
+
+    def max_requests_in_window(self, window_seconds: float, bulk_only: bool = False) -> int:
+        """Most admitted requests whose times lie within less than `window_seconds` of each other
+        (the simulator's own windows admit at most the limit in any such span)."""
+        times = self.bulk_timestamps() if bulk_only else self.request_timestamps()
+        best = start = 0
+        for end, moment in enumerate(times):
+            while moment - times[start] >= window_seconds:
+                start += 1
+            best = max(best, end - start + 1)
+        return best
+
+    # ---- request pipeline ---------------------------------------------------------------------
+    def _count_connection(self) -> None:
+        with self._lock:
+            self._stats["connections"] += 1
+
+    def handle_api(self, method: str, path: str, query: dict, headers: Any, body: bytes) -> Any:
+        """Answer one API request: a Reply, or DROP. Counts every response."""
+        if self.latency:
+            time.sleep(self.latency)
+        reply = self._dispatch(method, path, query, headers, body)
+        with self._lock:
+            if reply is DROP:
+                self._stats["dropped"] += 1
+            else:
+                self._stats["responses"] += 1
+                self._by_status[str(reply.status)] += 1
+                if reply.status == 404:
+                    self._stats["not_found"] += 1
+        return reply
+
+    def _dispatch(self, method: str, path: str, query: dict, headers: Any, body: bytes) -> Any:
+        if path != API_PREFIX and not path.startswith(API_PREFIX + "/"):
+            return Reply(404, {"message": f"No route for {method} {path}"})
+        route = path[len(API_PREFIX):].rstrip("/") or "/"
+        with self._lock:
+            authorised = headers.get("Api-Token") in self.api_keys
+            if not authorised:
+                # Rejected before admission: a request without a valid key is tied to no account,
+                # so it spends no budget. Body text is the simulator's choice (unconfirmed).
+                self._stats["forbidden"] += 1
+                return Reply(403, {"message": "No Result found for User with id 0"})
+        is_bulk = method == "POST" and route == "/import/bulk_import"
+        parsed = _parse_json(body)
+        single = is_bulk and isinstance(parsed, dict) and isinstance(
+            parsed.get("contacts"), list) and len(parsed["contacts"]) == 1
+        with self._lock:
+            refused, remaining = self._admit_locked(time.monotonic(), is_bulk, single)
+            if refused is not None:
+                return refused
+            fault = self._pick_fault_locked(path, route)
+        if fault is DROP:
+            return DROP
+        rate_headers = {"RateLimit-Limit": str(self.requests_per_second),
+                        "RateLimit-Remaining": str(remaining)}
+        reply = fault or self._route(method, route, query, body, parsed)
+        reply.headers = {**rate_headers, **reply.headers}
+        return reply
+
+    def _admit_locked(self, now: float, is_bulk: bool, single: bool) -> tuple[Reply | None, int]:
+        """Sliding windows: a request is admitted when fewer than the limit were admitted in the
+        last second (and minute, for bulk). Requests refused with 429/503 or the bulk 400 are NOT
+        admitted and spend no budget: a client hammering the API while throttled is still only
+        charged for what got through, and max_requests_in_window() measures exactly that."""
+        for window, span in ((self._recent, 1.0), (self._recent_bulk, BULK_WINDOW_SECONDS),
+                             (self._recent_single, BULK_WINDOW_SECONDS)):
+            while window and window[0] <= now - span:
+                window.popleft()
+        limit = self.requests_per_second
+        if len(self._recent) >= limit:
+            self._stats["throttled_429"] += 1
+            if self.throttle_status != 429:
+                # Accounts that answer bursts with 503 send no Retry-After: the client must back
+                # off on its own.
+                return Reply(self.throttle_status, {"message": "Service Unavailable"}), 0
+            retry_after = max(1, math.ceil(self._recent[0] + 1.0 - now))
+            return Reply(429, {"message": "Too Many Requests"}, {
+                "Retry-After": str(retry_after), "RateLimit-Limit": str(limit),
+                "RateLimit-Remaining": "0"}), 0
+        if is_bulk:
+            for window, bulk_limit in ((self._recent_bulk, self.bulk_per_minute),
+                                       (self._recent_single, self.bulk_single_per_minute)):
+                if window is self._recent_single and not single:
+                    continue
+                if len(window) >= bulk_limit:
+                    self._stats["throttled_bulk"] += 1
+                    return Reply(400, _bulk_rate_limit_body(bulk_limit)), 0
+        # Bulk requests count against the general budget too (FACTS: assume they do).
+        self._recent.append(now)
+        self._admitted.append(now)
+        self._stats["requests"] += 1
+        if is_bulk:
+            self._recent_bulk.append(now)
+            self._bulk_admitted.append(now)
+            self._stats["bulk_requests"] += 1
+            if single:
+                self._recent_single.append(now)
+        return None, limit - len(self._recent)
+
+    def _pick_fault_locked(self, path: str, route: str) -> Any:
+        # Faults come after admission: a failed request still spent the account's budget.
+        for rule in self._fail_rules:
+            prefix = rule.path_prefix
+            if prefix is None or path.startswith(prefix) or route.startswith(prefix):
+                rule.remaining -= 1
+                if rule.remaining <= 0:
+                    self._fail_rules.remove(rule)
+                self._stats["errors_injected"] += 1
+                headers = {"Retry-After": "1"} if rule.status == 429 else {}
+                return Reply(rule.status, {"message": f"Injected fault ({rule.status})"}, headers)
+        if self.drop_rate and self._rng.random() < self.drop_rate:
+            return DROP
+        if self.error_rate and self._rng.random() < self.error_rate:
+            self._stats["errors_injected"] += 1
+            return Reply(self.error_status, {"message": f"Injected error ({self.error_status})"})
+        return None
+
+    def _route(self, method: str, route: str, query: dict, body: bytes, parsed: Any) -> Reply:
+        if method == "GET":
+            if route == "/users/me":
+                return Reply(200, {"user": {
+                    "username": "simulator", "firstName": "Sim", "lastName": "Ulator",
+                    "email": "simulator@example.com", "phone": "", "signature": None, "id": "1"}})
+            if route == "/lists":
+                return self._get_lists(query)
+            match = re.fullmatch(r"/lists/([^/]+)", route)
+            if match:
+                return self._get_list(match.group(1))
+            if route == "/fields":
+                return Reply(200, {"fields": self._fields,
+                                   "meta": {"total": str(len(self._fields))}})
+            if route == "/import/info":
+                return self._import_info(query)
+        elif method == "POST":
+            if route == "/import/bulk_import":
+                return self._bulk_import(body, parsed)
+            if route == "/contact/sync":
+                return self._contact_sync(parsed)
+            if route == "/contactLists":
+                return self._contact_lists(parsed)
+        return Reply(404, {"message": f"No route for {method} {API_PREFIX}{route}"})
+
+    # ---- endpoints ---------------------------------------------------------------------------
+    @staticmethod
+    def _int_param(query: dict, name: str, default: int) -> int:
+        try:
+            return max(0, int(query.get(name, [default])[0]))
+        except ValueError:
+            return default
+
+    def _list_body(self, list_id: str) -> dict:
+        name = self._lists[list_id]
+        return {"id": list_id, "name": name, "stringid": _slug(name), "userid": "1"}
+
+    def _get_lists(self, query: dict) -> Reply:
+        limit = min(100, self._int_param(query, "limit", 20) or 20)
+        offset = self._int_param(query, "offset", 0)
+        with self._lock:
+            ids = sorted(self._lists, key=lambda i: (not i.isdigit(), int(i) if i.isdigit() else 0, i))
+            page = [self._list_body(i) for i in ids[offset:offset + limit]]
+        return Reply(200, {"lists": page, "meta": {"total": str(len(ids))}})
+
+    def _get_list(self, list_id: str) -> Reply:
+        with self._lock:
+            if list_id not in self._lists:
+                return Reply(404, {"message": f"No Result found for _List with id {list_id}"})
+            return Reply(200, {"list": self._list_body(list_id)})
+
+    def _import_info(self, query: dict) -> Reply:
+        batch_id = query.get("batchId", [""])[0]
+        if not batch_id:
+            return Reply(400, {"success": 0, "message": "'batchId' is a required field."})
+        with self._lock:
+            batch = self._batches.get(batch_id)
+            if batch is None:
+                return Reply(404, {"message": f"No Result found for import with batchId {batch_id}"})
+            return Reply(200, {"status": batch["status"], "success": list(batch["success"]),
+                               "failure": list(batch["failure"])})
+
+    def _oversize(self, detail: str) -> Reply:
+        with self._lock:
+            self._stats["oversize_rejections"] += 1
+        return Reply(400, {"success": 0, "message": (
+            "Request exceeds the documented bulk_import limits (1 to 250 contacts, at most "
+            f"400,000 bytes): {detail}. The import was not queued for processing."),
+            "failureReasons": [detail]})
+
+    def _malformed(self, detail: str) -> Reply:
+        with self._lock:
+            self._stats["malformed_rejections"] += 1
+        return Reply(400, {"success": 0, "message": detail, "failureReasons": [detail]})
+
+    def _bulk_import(self, body: bytes, parsed: Any) -> Reply:
+        # Past 250 contacts or 400,000 bytes ActiveCampaign's behaviour is undocumented; the
+        # simulator refuses it outright so a client that oversteps is caught.
+        if len(body) > MAX_BULK_BYTES:
+            return self._oversize(f"body of {len(body)} bytes")
+        if not isinstance(parsed, dict):
+            return self._malformed("Request body must be a JSON object.")
+        unknown = sorted(set(parsed) - BULK_TOP_LEVEL_FIELDS)
+        if unknown:
+            return self._malformed(f"Unknown field '{unknown[0]}'.")
+        contacts = parsed.get("contacts")
+        if not isinstance(contacts, list):
+            return self._malformed("Field 'contacts' must be a list.")
+        if not 1 <= len(contacts) <= MAX_BULK_CONTACTS:
+            return self._oversize(f"{len(contacts)} contacts")
+        with self._lock:
+            failures = [{"contact": index, "failureReason": problem}
+                        for index, contact in enumerate(contacts)
+                        if (problem := _contact_problem(contact, self._reject)) is not None]
+            if failures:  # one bad row rejects the whole request; nothing is applied
+                self._stats["validation_rejections"] += 1
+                return Reply(400, {"success": 0, "message": VALIDATION_MESSAGE,
+                                   "failureReasons": failures})
+            # Strict assumption of the simulator (ActiveCampaign does not document it): naming an
+            # unknown list refuses the whole request with the list's 404.
+            for contact in contacts:
+                for entry in contact.get("subscribe", []) + contact.get("unsubscribe", []):
+                    if str(entry["listid"]) not in self._lists:
+                        return Reply(404, {
+                            "message": f"No Result found for _List with id {entry['listid']}"})
+            created_ids = [record["id"] for record, created in map(self._apply_bulk_contact, contacts)
+                           if created]
+            batch_id = str(uuid.uuid4())
+            self._batches[batch_id] = {"status": "completed", "success": created_ids, "failure": []}
+            self._stats["bulk_accepted"] += 1
+            self._stats["contacts_imported"] += len(contacts)
+        return Reply(200, {"Success": 1, "queued_contacts": len(contacts), "batchId": batch_id,
+                           "message": "Contact import queued"})
+
+    def _apply_bulk_contact(self, contact: dict) -> tuple[dict, bool]:
+        updates = {name: contact[name] for name in TEXT_FIELDS if name in contact}
+        record, created = self._upsert_locked(contact["email"], updates)
+        record["tags"].update(contact.get("tags", []))
+        for field in contact.get("fields", []):
+            record["fields"][str(field["id"])] = field["value"]
+        for entry in contact.get("subscribe", []):
+            members = self._memberships[str(entry["listid"])]
+            if members.get(record["email"]) == UNSUBSCRIBED:
+                # FACTS: contacts who unsubscribed are not re-subscribed by an import.
+                self._stats["resubscribe_skipped"] += 1
+            else:
+                members[record["email"]] = SUBSCRIBED
+        for entry in contact.get("unsubscribe", []):
+            self._memberships[str(entry["listid"])][record["email"]] = UNSUBSCRIBED
+        return record, created
+
+    def _upsert_locked(self, email: str, updates: dict) -> tuple[dict, bool]:
+        key = email.lower()
+        record = self._contacts.get(key)
+        created = record is None
+        if created:
+            record = {"id": str(self._next_contact_id), "email": key, "first_name": "",
+                      "last_name": "", "phone": "", "customer_acct_name": "", "tags": set(),
+                      "fields": {}}
+            self._next_contact_id += 1
+            self._contacts[key] = record
+            self._email_by_id[record["id"]] = key
+            self._stats["contacts_created"] += 1
+        record.update(updates)
+        return record, created
+
+    @staticmethod
+    def _camel(record: dict) -> dict:
+        return {"id": record["id"], "email": record["email"], "firstName": record["first_name"],
+                "lastName": record["last_name"], "phone": record["phone"]}
+
+    def _contact_sync(self, parsed: Any) -> Reply:
+        contact = parsed.get("contact") if isinstance(parsed, dict) else None
+        email = contact.get("email") if isinstance(contact, dict) else None
+        if not is_valid_email(email) or self._reject(email):
+            return Reply(422, {"errors": [{
+                "title": "Contact Email Address is not valid.", "detail": "",
+                "code": "email_invalid", "source": {"pointer": "/data/attributes/email"}}]})
+        updates = {snake: contact[camel] for camel, snake in (
+            ("firstName", "first_name"), ("lastName", "last_name"), ("phone", "phone"))
+            if isinstance(contact.get(camel), str)}
+        with self._lock:
+            record, created = self._upsert_locked(email, updates)
+            field_values = contact.get("fieldValues")
+            for value in field_values if isinstance(field_values, list) else []:
+                if isinstance(value, dict) and "field" in value:
+                    record["fields"][str(value["field"])] = value.get("value")
+            return Reply(201 if created else 200, {"contact": self._camel(record), "fieldValues": []})
+
+    def _contact_lists(self, parsed: Any) -> Reply:
+        entry = parsed.get("contactList") if isinstance(parsed, dict) else None
+        if not isinstance(entry, dict):
+            return Reply(422, {"errors": [{"title": "Missing attribute", "detail": "", "code": "missing",
+                                           "source": {"pointer": "/data/attributes/contactList"}}]})
+        list_id, contact_id = str(entry.get("list")), str(entry.get("contact"))
+        try:
+            status = int(entry.get("status"))
+        except (TypeError, ValueError):
+            status = 0
+        if status not in (SUBSCRIBED, UNSUBSCRIBED):
+            return Reply(422, {"errors": [{"title": "Invalid status", "detail": "status must be 1 or 2",
+                                           "code": "invalid", "source": {"pointer": "/data/attributes/status"}}]})
+        with self._lock:
+            if list_id not in self._lists:
+                return Reply(404, {"message": f"No Result found for _List with id {list_id}"})
+            email = self._email_by_id.get(contact_id)
+            if email is None:
+                return Reply(404, {"message": f"No Result found for Subscriber with id {contact_id}"})
+            members = self._memberships[list_id]
+            existed = email in members
+            # Unlike bulk import, status 1 here re-subscribes someone who unsubscribed (FACTS).
+            members[email] = status
+            membership_id = self._membership_ids.setdefault(
+                (list_id, email), str(len(self._membership_ids) + 1))
+            body = {"contactList": {"id": membership_id, "list": list_id, "contact": contact_id,
+                                    "status": str(status)},
+                    "contacts": [self._camel(self._contacts[email])]}
+        return Reply(200 if existed else 201, body)
+
+    def handle_inspection(self, method: str, path: str) -> Reply:
+        """/__sim/...: read-only, no key, outside the rate budget and the counters."""
+        if method == "GET" and path.rstrip("/") == "/__sim/stats":
+            return Reply(200, self.stats())
+        match = re.fullmatch(r"/__sim/lists/([^/]+)/?", path)
+        if method == "GET" and match:
+            list_id = match.group(1)
+            with self._lock:
+                if list_id not in self._lists:
+                    return Reply(404, {"message": f"No Result found for _List with id {list_id}"})
+            return Reply(200, {"listId": list_id, "subscribed": sorted(self.subscribed(list_id)),
+                               "unsubscribed": sorted(self.unsubscribed(list_id))})
+        return Reply(404, {"message": f"No inspection route for {method} {path}"})
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive, so a requests.Session reuses its connection
+    disable_nagle_algorithm = True  # otherwise Nagle + delayed ACK add ~40 ms per reply
+    server_version = "ActiveCampaignSimulator/1.0"
+    server: _Server
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - base signature
+        pass  # benchmarks send thousands of requests; per-request stderr lines are noise
+
+    def setup(self) -> None:
+        super().setup()
+        self.server.track(self.connection, opened=True)
+
+    def finish(self) -> None:
+        try:
+            super().finish()
+        finally:
+            self.server.track(self.connection, opened=False)
+
+    def do_GET(self) -> None:
+        self._serve("GET")
+
+    def do_POST(self) -> None:
+        self._serve("POST")
+
+    def do_PUT(self) -> None:
+        self._serve("PUT")
+
+    def do_DELETE(self) -> None:
+        self._serve("DELETE")
+
+    def _read_body(self) -> bytes:
+        # The whole body is always read, even for requests refused early: leftover bytes would
+        # be parsed as the next request on this kept-alive connection.
+        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+            chunks, total = [], 0
+            while True:
+                size = int(self.rfile.readline(65537).split(b";")[0].strip() or b"0", 16)
+                if size == 0:
+                    while self.rfile.readline(65537) not in (b"\r\n", b"\n", b""):
+                        pass  # trailers
+                    return b"".join(chunks)
+                total += size
+                if total > MAX_REQUEST_BYTES:
+                    raise ValueError("request body too large")
+                chunks.append(self.rfile.read(size))
+                self.rfile.readline()
+        length = int(self.headers.get("Content-Length") or 0)
+        if not 0 <= length <= MAX_REQUEST_BYTES:
+            raise ValueError("bad Content-Length")
+        return self.rfile.read(length) if length else b""
+
+    def _serve(self, method: str) -> None:
+        simulator = self.server.simulator
+        try:
+            body = self._read_body()
+        except ValueError as exc:
+            self.close_connection = True
+            self._send(Reply(400, {"message": f"Malformed request: {exc}"}))
+            return
+        split = urlsplit(self.path)
+        if split.path.startswith("/__sim/"):
+            reply = simulator.handle_inspection(method, split.path)
+        else:
+            reply = simulator.handle_api(method, split.path, parse_qs(split.query),
+                                         self.headers, body)
+        if reply is DROP:
+            self.close_connection = True
+            try:
+                self.connection.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            return
+        self._send(reply)
+
+    def _send(self, reply: Reply) -> None:
+        data = b"" if reply.body is None else json.dumps(reply.body).encode("utf-8")
+        self.send_response(reply.status)
+        self.send_header("Content-Type", "application/json; charset=utf-8")
+        self.send_header("Content-Length", str(len(data)))
+        for name, value in reply.headers.items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(data)
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    request_queue_size = 256  # benchmarks open many connections at once
+
+    def __init__(self, address: tuple[str, int], simulator: ActiveCampaignSimulator) -> None:
+        self.simulator = simulator
+        self._connections: set[socket.socket] = set()
+        self._connections_lock = threading.Lock()
+        super().__init__(address, _Handler)
+
+    def track(self, connection: socket.socket, opened: bool) -> None:
+        with self._connections_lock:
+            if opened:
+                self._connections.add(connection)
+            else:
+                self._connections.discard(connection)
+        if opened:
+            self.simulator._count_connection()
+
+    def close_connections(self) -> None:
+        with self._connections_lock:
+            connections = list(self._connections)
+        for connection in connections:
+            try:
+                connection.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+
+def _parse_list_option(value: str) -> tuple[str, str]:
+    list_id, _, name = value.partition(":")
+    if not list_id:
+        raise argparse.ArgumentTypeError("expected ID or ID:Name")
+    return list_id, name or f"List {list_id}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m tests.support.activecampaign",
+        description="Serve an ActiveCampaign API v3 simulator on 127.0.0.1.")
+    parser.add_argument("--port", type=int, default=8800, help="0 picks a free port")
+    parser.add_argument("--api-key", action="append", required=True, help="repeatable")
+    parser.add_argument("--list", action="append", type=_parse_list_option, default=[],
+                        metavar="ID[:NAME]", help="repeatable")
+    parser.add_argument("--requests-per-second", type=int, default=5)
+    parser.add_argument("--bulk-per-minute", type=int, default=100)
+    parser.add_argument("--bulk-single-per-minute", type=int, default=20)
+    parser.add_argument("--error-rate", type=float, default=0.0)
+    parser.add_argument("--error-status", type=int, default=500)
+    parser.add_argument("--latency", type=float, default=0.0, help="seconds")
+    parser.add_argument("--drop-rate", type=float, default=0.0)
+    parser.add_argument("--throttle-status", type=int, choices=(429, 503), default=429)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    simulator = ActiveCampaignSimulator(
+        api_keys=args.api_key, lists=dict(args.list), port=args.port,
+        requests_per_second=args.requests_per_second, bulk_per_minute=args.bulk_per_minute,
+        bulk_single_per_minute=args.bulk_single_per_minute, throttle_status=args.throttle_status,
+        error_rate=args.error_rate, error_status=args.error_status, latency=args.latency,
+        drop_rate=args.drop_rate, seed=args.seed)
+    stopping = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stopping.set())
+    url = simulator.start()
+    print(f"ActiveCampaign simulator on {url} (lists: {', '.join(id for id, _ in args.list)})",
+          flush=True)
+    try:
+        while not stopping.wait(0.5):
+            pass
+    finally:
+        simulator.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
