@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP_PY   := $(VENV)/.installed
 STAMP_NODE := node_modules/.installed
 
-.PHONY: setup test demo start bench lint clean
+.PHONY: setup test unit demo start bench lint clean
 
 setup: $(STAMP_PY) $(STAMP_NODE)
 
@@ -20,8 +20,13 @@ $(STAMP_NODE): package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
+# Both tiers: tests/unit (no servers) and tests/integration (Azurite, the Key Vault fake, the simulator).
 test: setup
 	$(PY) -m pytest
+
+# The fast tier only: pure logic, no servers.
+unit: setup
+	$(PY) -m pytest tests/unit
 
 demo: setup
 	$(PY) -m tests.demo
