@@ -3,8 +3,11 @@
 It goes through the same services as the API: it records a connection (checking the API key
 with ActiveCampaign) and an export (checking the list, and the mapped columns against the file's
 header), then uploads the file to storage as a segment (Azurite by default), starts a run and
-drains the queues in this process through the app's own queue functions (exports/local_host.py). Progress goes to stderr; the final status document is one
-JSON line on stdout. Exit code: 0 succeeded, 1 completed_with_errors, 2 failed.
+drains the run's own queue messages in this process through the app's own queue functions
+(exports/local_host.py). What it created (connection, export, the copy of the file) is removed
+when the run ends, unless --keep. Progress goes to stderr; the final status document is one JSON
+line on stdout. Exit code: 0 succeeded, 1 completed_with_errors, 2 failed or refused, 130
+interrupted (Ctrl-C cancels the run: nothing more is sent).
 """
 from __future__ import annotations
 
@@ -18,6 +21,8 @@ from pathlib import Path
 
 EXIT_CODES = {"succeeded": 0, "completed_with_errors": 1}
 EXIT_FAILED = 2
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report it
+CANCEL_WAIT_SECONDS = 120  # for the batch in flight to end after Ctrl-C
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -32,21 +37,28 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--last-name", help="column holding the last name")
     run.add_argument("--phone", help="column holding the phone number")
     run.add_argument("--timeout", type=float, default=6 * 3600, help="give up after this many seconds (default 6 h)")
+    run.add_argument("--keep", action="store_true",
+                     help="keep the connection, the export and the uploaded copy of the file after the run")
     commands.add_parser("init", help="create the queues, containers and tables in local storage")
     status = commands.add_parser("status", help="print a run's status document")
     status.add_argument("run_id")
+    cancel = commands.add_parser("cancel", help="cancel a queued or running run: nothing more is sent for it")
+    cancel.add_argument("run_id")
+    rejects = commands.add_parser("rejects", help="write a run's rejects report (CSV: blob, row, email, reason)")
+    rejects.add_argument("run_id")
+    rejects.add_argument("-o", "--output", type=Path, help="file to write (default: standard output)")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    # The Azure SDK's loggers get their level (AZURE_SDK_LOG_LEVEL) from configure_process below.
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(message)s")
-    for noisy in ("azure", "urllib3"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
     from exports.context import build_context, set_context
     from exports.errors import ExportsError
     from exports.startup import configure_process
     from shared.settings import SettingError
+    from shared.storage import unreachable_reason
 
     configure_process()
     try:
@@ -55,20 +67,44 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_FAILED
     set_context(ctx)
+    reason = unreachable_reason(ctx.settings.storage)
+    if reason:
+        print(f"error: {reason}: start Azurite (`npm run azurite` in this folder; `make demo` and `make start` "
+              "start it themselves) or set AzureWebJobsStorage", file=sys.stderr)
+        return EXIT_FAILED
     try:
-        if args.command == "init":
-            ctx.ensure_resources()
-            print("queues, containers and tables are ready", file=sys.stderr)
-            return 0
-        if args.command == "status":
-            from exports.services.runs import run_status
-
-            print(json.dumps(run_status(ctx, _cli_caller(ctx), args.run_id)))
-            return 0
-        return _run(ctx, args)
+        return _command(ctx, args)
     except ExportsError as error:
         print(f"error: {error.message}", file=sys.stderr)
         return EXIT_FAILED
+
+
+def _command(ctx, args) -> int:
+    from exports.services import runs
+
+    if args.command == "init":
+        ctx.ensure_resources()
+        print("queues, containers and tables are ready", file=sys.stderr)
+        return 0
+    if args.command == "status":
+        print(json.dumps(runs.run_status(ctx, _cli_caller(ctx), args.run_id)))
+        return 0
+    if args.command == "cancel":
+        print(json.dumps(runs.cancel_run(ctx, _cli_caller(ctx), args.run_id)))
+        return 0
+    if args.command == "rejects":
+        report = runs.rejects_report(ctx, _cli_caller(ctx), args.run_id)
+        out = args.output.open("wb") if args.output else sys.stdout.buffer
+        try:
+            for chunk in report.chunks():
+                out.write(chunk)
+        finally:
+            if args.output:
+                out.close()
+        if args.output:
+            print(f"{report.size} bytes written to {args.output}", file=sys.stderr)
+        return 0
+    return _run(ctx, args)
 
 
 def _cli_caller(ctx):
@@ -100,41 +136,94 @@ def _run(ctx, args) -> int:
         return EXIT_FAILED
     ctx.ensure_resources()
     caller = _cli_caller(ctx)
-    # The same checks as the API, in the same order, before anything is uploaded: the key, the
-    # list, and the mapped columns against the file's own header.
-    connection = connections.create_connection(ctx, caller, lambda: {
-        "displayName": f"CLI {args.host}", "hostname": args.host, "apiKey": api_key, "privacyConsent": True})
-    prefix = f"cli/{uuid.uuid4().hex}/"
-    mapping = {"email": args.email, "firstName": args.first_name, "lastName": args.last_name, "phone": args.phone}
-    with path.open("rb") as data:
-        probe = exports.SegmentProbe(path.name, data.read(HEADER_PROBE_BYTES))
-    export = exports.create_export(ctx, caller, lambda: {
-        "displayName": f"CLI {path.name}", "connectionId": connection["id"], "listId": args.list_id,
-        "segment": {"container": SEGMENTS_CONTAINER, "prefix": prefix},
-        "mapping": {k: v for k, v in mapping.items() if v}}, probe=probe)
-    with path.open("rb") as data:
-        ctx.storage.blobs.get_blob_client(SEGMENTS_CONTAINER, prefix + path.name).upload_blob(data, overwrite=True)
-    run_id = runs.start_run(ctx, caller, export["id"], Trigger.CLI)
-    print(f"run {run_id} started for {path.name}", file=sys.stderr)
-
-    def status() -> dict:
-        return runs.run_status(ctx, caller, run_id)
-
-    last = {}
-
-    def progress():
-        doc = status()
-        shown = {k: doc[k] for k in ("status", "rows", "sent", "rejected", "duplicates")} | {"chunks": doc["chunks"]}
-        if shown != last:
-            last.clear()
-            last.update(shown)
-            print(f"progress: {json.dumps(shown)}", file=sys.stderr)
-
-    host = LocalQueueHost(ctx, app)
+    created = _Created(ctx, caller)
     try:
-        host.drain(lambda: RunStatus(status()["status"]).final, timeout_seconds=args.timeout, progress=progress)
-    except TimeoutError as error:
-        print(f"error: {error}", file=sys.stderr)
-    doc = status()
-    print(json.dumps(doc))
-    return EXIT_CODES.get(doc["status"], EXIT_FAILED)
+        # The same checks as the API, in the same order, before anything is uploaded: the key, the
+        # list, and the mapped columns against the file's own header.
+        created.connection_id = connections.create_connection(ctx, caller, lambda: {
+            "displayName": f"CLI {args.host}", "hostname": args.host, "apiKey": api_key, "privacyConsent": True})["id"]
+        prefix = f"cli/{uuid.uuid4().hex}/"
+        mapping = {"email": args.email, "firstName": args.first_name, "lastName": args.last_name, "phone": args.phone}
+        with path.open("rb") as data:
+            probe = exports.SegmentProbe(path.name, data.read(HEADER_PROBE_BYTES))
+        created.export_id = exports.create_export(ctx, caller, lambda: {
+            "displayName": f"CLI {path.name}", "connectionId": created.connection_id, "listId": args.list_id,
+            "segment": {"container": SEGMENTS_CONTAINER, "prefix": prefix},
+            "mapping": {k: v for k, v in mapping.items() if v}}, probe=probe)["id"]
+        created.segment_blob = prefix + path.name
+        with path.open("rb") as data:
+            ctx.storage.blobs.get_blob_client(SEGMENTS_CONTAINER, created.segment_blob).upload_blob(data, overwrite=True)
+        run_id = runs.start_run(ctx, caller, created.export_id, Trigger.CLI)
+        print(f"run {run_id} started for {path.name}", file=sys.stderr)
+
+        def status() -> dict:
+            return runs.run_status(ctx, caller, run_id)
+
+        def final() -> bool:
+            return RunStatus(status()["status"]).final
+
+        last = {}
+
+        def progress():
+            doc = status()
+            shown = {k: doc[k] for k in ("status", "rows", "sent", "rejected", "duplicates")} | {"chunks": doc["chunks"]}
+            if shown != last:
+                last.clear()
+                last.update(shown)
+                print(f"progress: {json.dumps(shown)}", file=sys.stderr)
+
+        host = LocalQueueHost(ctx, app, run_id=run_id)
+        interrupted = False
+        try:
+            host.drain(final, timeout_seconds=args.timeout, progress=progress)
+        except TimeoutError as error:
+            print(f"error: {error}", file=sys.stderr)
+        except KeyboardInterrupt:
+            interrupted = True
+            print(f"interrupted: cancelling run {run_id}; nothing more is sent (Ctrl-C again to stop waiting)",
+                  file=sys.stderr)
+            runs.cancel_run(ctx, caller, run_id)
+            try:
+                host.drain(final, timeout_seconds=CANCEL_WAIT_SECONDS)  # the chunk in flight stops before its next batch
+            except (TimeoutError, KeyboardInterrupt):
+                pass
+        doc = status()
+        print(json.dumps(doc))
+        return EXIT_INTERRUPTED if interrupted else EXIT_CODES.get(doc["status"], EXIT_FAILED)
+    finally:
+        if args.keep:
+            created.report()
+        else:
+            created.remove()
+
+
+class _Created:
+    """What a CLI run created, removed again when it ends (--keep keeps it): personal data has no
+    business outliving the run, and a local account would otherwise fill with one-off records."""
+
+    def __init__(self, ctx, caller):
+        self.ctx, self.caller = ctx, caller
+        self.connection_id: str | None = None
+        self.export_id: str | None = None
+        self.segment_blob: str | None = None
+
+    def remove(self) -> None:
+        from exports.errors import ExportsError
+        from exports.names import SEGMENTS_CONTAINER
+        from exports.services import connections, exports
+
+        try:
+            if self.segment_blob:
+                self.ctx.storage.blobs.get_blob_client(SEGMENTS_CONTAINER, self.segment_blob).delete_blob()
+            if self.export_id:
+                exports.delete_export(self.ctx, self.caller, self.export_id)
+            if self.connection_id:
+                connections.delete_connection(self.ctx, self.caller, self.connection_id, force=True)
+        except (ExportsError, OSError) as error:
+            print(f"warning: could not remove what this run created ({error}); see `--keep` in the README",
+                  file=sys.stderr)
+
+    def report(self) -> None:
+        if self.export_id:
+            print(f"kept: connection {self.connection_id}, export {self.export_id}, blob segments/{self.segment_blob}",
+                  file=sys.stderr)

@@ -70,7 +70,7 @@ def build_context(settings: Settings | None = None, secret_backend: SecretBacken
                           timeout_seconds=settings.request_timeout_seconds,
                           requests_per_second=settings.requests_per_second,
                           bulk_per_minute=settings.bulk_requests_per_minute, sleep=sleep),
-        backoff=Backoff(sleep=sleep), clock=utc_now,
+        backoff=Backoff(sleep=sleep, unreachable_seconds=settings.unreachable_seconds), clock=utc_now,
     )
 
 

@@ -57,6 +57,10 @@ class RunNotFound(NotFound):
     kind = "run"
 
 
+class RejectsNotFound(NotFound):
+    kind = "rejects report"
+
+
 class PieceNotFound(NotFound):
     """A segment or chunk row of a run that does not exist (the run was removed, or never planned it)."""
 
@@ -89,6 +93,10 @@ class ConnectionInUse(Conflict):
 
 class ConnectionUnusable(Conflict):
     pass
+
+
+class RejectsTooLarge(Conflict):
+    """The rejects report is larger than one HTTP answer may carry; the CLI fetches any size."""
 
 
 class RunFinished(Conflict):
@@ -139,13 +147,19 @@ class MissingInAccount(Fatal):
     """ActiveCampaign answered 404: the account has no such list (or no such API at this host)."""
 
 
+class Unreachable(Fatal):
+    """ActiveCampaign has not answered at all for longer than the app waits (ACTIVECAMPAIGN_UNREACHABLE_SECONDS)."""
+
+
 class Transient(ActiveCampaignError):
     """Throttling, server errors or a broken connection: worth retrying after `retry_after` seconds."""
 
-    def __init__(self, message: str, retry_after: float | None = None, throttled: bool = False):
+    def __init__(self, message: str, retry_after: float | None = None, throttled: bool = False,
+                 unreachable: bool = False):
         super().__init__(message)
         self.retry_after = retry_after
         self.throttled = throttled
+        self.unreachable = unreachable  # no answer at all: connection refused, no DNS answer, time-out
 
 
 class ImportRejected(ActiveCampaignError):

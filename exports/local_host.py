@@ -58,13 +58,17 @@ def queue_functions(app: func.FunctionApp) -> dict[str, Callable]:
 
 
 class LocalQueueHost:
+    """With `run_id`, only that run's messages are processed: a local run never picks up the
+    messages of another (say an interrupted earlier run), which it would otherwise send."""
+
     def __init__(self, ctx, app: func.FunctionApp, settings: QueueSettings | None = None,
-                 retry_delay_seconds: int | None = None, lease_seconds: int = 600):
+                 retry_delay_seconds: int | None = None, lease_seconds: int = 600, run_id: str | None = None):
         self.ctx = ctx
         self.functions = queue_functions(app)
         self.settings = settings or QueueSettings.from_host_json()
         self.retry_delay = self.settings.retry_delay_seconds if retry_delay_seconds is None else retry_delay_seconds
         self.lease_seconds = lease_seconds
+        self.run_id = run_id
         self.calls: dict[str, int] = {name: 0 for name in DRAIN_ORDER}
 
     def step(self, queues: tuple[str, ...] = DRAIN_ORDER) -> int:
@@ -74,6 +78,10 @@ class LocalQueueHost:
             queue = self.ctx.storage.queue(name)
             for message in queue.receive_messages(max_messages=self.settings.batch_size,
                                                   visibility_timeout=self.lease_seconds):
+                if self.run_id is not None and _run_of(message.content) != self.run_id:
+                    # Not ours: hidden from us for a while, left to whoever owns it.
+                    queue.update_message(message, visibility_timeout=self.settings.retry_delay_seconds)
+                    continue
                 self._deliver(name, queue, message)
                 handled += 1
         return handled
@@ -83,6 +91,9 @@ class LocalQueueHost:
         trigger = func.QueueMessage(id=message.id, body=message.content.encode("utf-8"), pop_receipt=message.pop_receipt)
         try:
             self.functions[name](trigger)
+        except KeyboardInterrupt:
+            queue.update_message(message, visibility_timeout=0)  # interrupted, not failed: at once for the next try
+            raise
         except Exception as error:
             if message.dequeue_count >= self.settings.max_dequeue_count and not name.endswith(POISON_SUFFIX):
                 log.warning("message %s failed %d times (%s); moving it to %s%s", message.id, message.dequeue_count,
@@ -107,3 +118,11 @@ class LocalQueueHost:
                 time.sleep(idle_sleep)  # messages waiting out their retry delay
             if progress:
                 progress()
+
+
+def _run_of(content: str) -> str | None:
+    try:
+        message = json.loads(content)
+    except ValueError:
+        return None
+    return message.get("runId") if isinstance(message, dict) else None

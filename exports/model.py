@@ -59,6 +59,16 @@ class ChunkStatus(StrEnum):
         return self in (ChunkStatus.SUCCEEDED, ChunkStatus.FAILED)
 
 
+class RejectReason(StrEnum):
+    """Why a row was not sent, in classes a person can count (the rejects report has each row's own words)."""
+
+    ROW_UNREADABLE = "row_unreadable"  # not a readable row: wrong number of fields, not JSON, bad bytes
+    EMAIL_MISSING = "email_missing"
+    EMAIL_INVALID = "email_invalid"
+    VALUE_INVALID = "value_invalid"  # a name or phone that cannot be sent as it is
+    REFUSED_BY_ACTIVECAMPAIGN = "refused_by_activecampaign"
+
+
 class Trigger(StrEnum):
     HTTP = "http"
     TIMER = "timer"
@@ -140,6 +150,7 @@ class Totals:
     contacts: int = 0
     sent: int = 0
     rejected: int = 0
+    rejected_by_reason: dict[str, int] = field(default_factory=dict)  # RejectReason -> rows
     duplicates: int = 0
     chunks_total: int = 0
     chunks_succeeded: int = 0
@@ -147,15 +158,24 @@ class Totals:
 
     def to_document(self) -> dict:
         return {"rows": self.rows, "contacts": self.contacts, "sent": self.sent, "rejected": self.rejected,
-                "duplicates": self.duplicates,
+                "rejectedByReason": dict(sorted(self.rejected_by_reason.items())), "duplicates": self.duplicates,
                 "chunks": {"total": self.chunks_total, "succeeded": self.chunks_succeeded, "failed": self.chunks_failed}}
 
     @classmethod
     def from_document(cls, doc: dict) -> Totals:
         chunks = doc.get("chunks", {})
         return cls(rows=doc["rows"], contacts=doc["contacts"], sent=doc["sent"], rejected=doc["rejected"],
-                   duplicates=doc["duplicates"], chunks_total=chunks.get("total", 0),
-                   chunks_succeeded=chunks.get("succeeded", 0), chunks_failed=chunks.get("failed", 0))
+                   rejected_by_reason=dict(doc.get("rejectedByReason", {})), duplicates=doc["duplicates"],
+                   chunks_total=chunks.get("total", 0), chunks_succeeded=chunks.get("succeeded", 0),
+                   chunks_failed=chunks.get("failed", 0))
+
+    def rejected_summary(self) -> str | None:
+        """One line on the rejected rows, so that rejected rows never stand beside an empty error list."""
+        if not self.rejected:
+            return None
+        classes = ", ".join(f"{reason} {count}" for reason, count in sorted(self.rejected_by_reason.items()))
+        rows = "1 row was" if self.rejected == 1 else f"{self.rejected} rows were"
+        return f"{rows} rejected{f' ({classes})' if classes else ''}: each is in the rejects report with its reason"
 
 
 @dataclass(frozen=True)
@@ -190,6 +210,11 @@ class Run:
     def final(self) -> bool:
         return self.status.final
 
+    def blob_in_segment(self, blob_name: str) -> str:
+        """A segment blob's name relative to the segment's prefix, as the person who set the prefix knows it."""
+        relative = blob_name.removeprefix(self.segment_prefix).lstrip("/")
+        return relative or blob_name
+
 
 @dataclass(frozen=True)
 class Piece:
@@ -212,6 +237,7 @@ class Segment(Piece):
     size: int = 0
     rows: int = 0
     rejected: int = 0
+    rejected_by_reason: dict[str, int] = field(default_factory=dict, compare=False)
     bucket_counts: tuple[int, ...] = ()  # contacts this blob put in each bucket
 
     @property
@@ -258,6 +284,9 @@ class RunView:
             contacts=sum(c.records if c.contacts is None else c.contacts for c in self.chunks),
             sent=sum(c.sent for c in self.chunks),
             rejected=sum(s.rejected for s in self.segments) + sum(c.rejected for c in self.chunks),
+            rejected_by_reason=_add_counts(
+                [s.rejected_by_reason for s in self.segments]
+                + [{RejectReason.REFUSED_BY_ACTIVECAMPAIGN.value: c.rejected} for c in self.chunks if c.rejected]),
             duplicates=sum(c.duplicates for c in self.chunks),
             chunks_total=len(self.chunks),
             chunks_succeeded=sum(c.state is ChunkStatus.SUCCEEDED for c in self.chunks),
@@ -265,12 +294,28 @@ class RunView:
         )
 
     def errors(self) -> list[str]:
-        """The run's own errors, then each piece's, each message once, at most MAX_ERRORS."""
+        """The run's own errors, each segment's, each chunk error once (with how many chunks had it),
+        and a line on rejected rows; at most MAX_ERRORS."""
         if self.run.final:
             return list(self.run.errors)
         errors = list(self.run.errors)
-        for piece in (*self.segments, *self.chunks):
-            if piece.error and piece.error not in errors:
-                errors.append(piece.error)
+        errors += [s.error for s in self.segments if s.error and s.error not in errors]
+        chunks_by_error: dict[str, list[int]] = {}
+        for chunk in self.chunks:
+            if chunk.error:
+                chunks_by_error.setdefault(chunk.error, []).append(chunk.index)
+        for error, indexes in chunks_by_error.items():
+            errors.append(f"chunk {indexes[0]}: {error}" if len(indexes) == 1 else f"{error} ({len(indexes)} chunks)")
+        rejected = self.totals().rejected_summary()
+        if rejected:
+            errors.append(rejected)
         return errors[:MAX_ERRORS]
+
+
+def _add_counts(counts: list[dict[str, int]]) -> dict[str, int]:
+    total: dict[str, int] = {}
+    for each in counts:
+        for key, count in each.items():
+            total[key] = total.get(key, 0) + count
+    return total
 

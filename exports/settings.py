@@ -5,11 +5,21 @@ table and the Bicep app settings; tests compare all three against it.
 """
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from shared.settings import PLUMBING_SETTINGS, Setting, StorageSettings, boolean, getter, positive_float, positive_int
+from shared.settings import (
+    PLUMBING_SETTINGS,
+    Setting,
+    SettingError,
+    StorageSettings,
+    boolean,
+    getter,
+    positive_float,
+    positive_int,
+)
 
 PRODUCT_SETTINGS: tuple[Setting, ...] = (
     Setting("EXPORT_SCHEDULE", "0 0 3 * * *",
@@ -17,11 +27,17 @@ PRODUCT_SETTINGS: tuple[Setting, ...] = (
     Setting("EXPORT_CHUNK_SIZE", "5000",
             "Contacts per chunk, the unit of work of one worker execution. 5,000 contacts are 20 bulk requests: "
             "about 12 s at ActiveCampaign's ceiling, so a chunk ends well inside the function timeout even when throttled."),
+    Setting("EXPORT_RETENTION_DAYS", "30",
+            "Days a finished run's history and rejects report (which holds emails) are kept; a daily sweep deletes "
+            "older ones. A run's other working files are deleted as soon as it finishes."),
     Setting("ACTIVECAMPAIGN_REQUESTS_PER_SECOND", "5",
             "ActiveCampaign's per-account request limit (documented: 5/s). Lower it when other integrations share the account."),
     Setting("ACTIVECAMPAIGN_BULK_REQUESTS_PER_MINUTE", "100",
             "ActiveCampaign's per-account bulk import limit (documented: 100/min)."),
     Setting("ACTIVECAMPAIGN_REQUEST_TIMEOUT_SECONDS", "30", "Connect and read timeout of each ActiveCampaign request."),
+    Setting("ACTIVECAMPAIGN_UNREACHABLE_SECONDS", "120",
+            "How long a check or a chunk keeps retrying when ActiveCampaign does not answer at all (connection refused, "
+            "no DNS answer, time-outs) before it fails with the host's name."),
     Setting("ACTIVECAMPAIGN_BASE_URL", None,
             "Local development and tests only: replaces https://{hostname} of every connection, "
             "e.g. http://127.0.0.1:8800 for the simulator.", "local"),
@@ -37,9 +53,23 @@ PRODUCT_SETTINGS: tuple[Setting, ...] = (
             "'true': every management and run request must carry App Service Authentication's X-MS-CLIENT-PRINCIPAL "
             "header (401 without it). 'false' when the deployment has no user sign-in: the header is then ignored "
             "(nothing strips a forged one) and any caller with a valid function key acts as admin."),
+    Setting("AZURE_SDK_LOG_LEVEL", "WARNING",
+            "Level of the Azure SDK's loggers (azure.*) and urllib3's. At WARNING, azure-core's two Information records "
+            "of every storage call (request and response), which Application Insights would ingest, are dropped; INFO "
+            "or DEBUG brings them back while diagnosing storage or Key Vault calls."),
 )
 
 SETTINGS: tuple[Setting, ...] = PLUMBING_SETTINGS + PRODUCT_SETTINGS
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+def azure_sdk_log_level(environ: Mapping[str, str] | None = None) -> int:
+    """AZURE_SDK_LOG_LEVEL as a logging level, read on its own: startup needs it before any other setting."""
+    raw = getter(SETTINGS, os.environ if environ is None else environ)("AZURE_SDK_LOG_LEVEL")
+    name = raw.strip().upper()
+    if name not in LOG_LEVELS:
+        raise SettingError(f"AZURE_SDK_LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}, got {raw!r}")
+    return logging.getLevelNamesMapping()[name]
 
 
 @dataclass(frozen=True)
@@ -50,7 +80,9 @@ class Settings:
     secret_cache_seconds: float
     export_schedule: str
     chunk_size: int
+    retention_days: int
     request_timeout_seconds: float
+    unreachable_seconds: float
     requests_per_second: int
     bulk_requests_per_minute: int
     activecampaign_base_url: str | None
@@ -69,7 +101,9 @@ class Settings:
             secret_cache_seconds=positive_float(get, "SECRET_CACHE_SECONDS"),
             export_schedule=get("EXPORT_SCHEDULE"),
             chunk_size=positive_int(get, "EXPORT_CHUNK_SIZE"),
+            retention_days=positive_int(get, "EXPORT_RETENTION_DAYS"),
             request_timeout_seconds=positive_float(get, "ACTIVECAMPAIGN_REQUEST_TIMEOUT_SECONDS"),
+            unreachable_seconds=positive_float(get, "ACTIVECAMPAIGN_UNREACHABLE_SECONDS"),
             requests_per_second=positive_int(get, "ACTIVECAMPAIGN_REQUESTS_PER_SECOND"),
             bulk_requests_per_minute=positive_int(get, "ACTIVECAMPAIGN_BULK_REQUESTS_PER_MINUTE"),
             activecampaign_base_url=(get("ACTIVECAMPAIGN_BASE_URL") or "").rstrip("/") or None,

@@ -19,6 +19,10 @@ param exportSchedule string = '0 0 3 * * *'
 @minValue(250)
 param exportChunkSize int = 5000
 
+@description('EXPORT_RETENTION_DAYS: days a finished run\'s history and rejects report are kept; the storage lifecycle policy deletes run files a week after that as a backstop.')
+@minValue(1)
+param exportRetentionDays int = 30
+
 @description('SECRET_CACHE_SECONDS: how long a worker instance keeps an API key read from Key Vault.')
 @minValue(1)
 param secretCacheSeconds int = 300
@@ -31,9 +35,23 @@ param activecampaignRequestsPerSecond int = 5
 @minValue(1)
 param activecampaignBulkRequestsPerMinute int = 100
 
+@description('ACTIVECAMPAIGN_UNREACHABLE_SECONDS: how long a check or a chunk retries when ActiveCampaign does not answer at all.')
+@minValue(1)
+param activecampaignUnreachableSeconds int = 120
+
 @description('ACTIVECAMPAIGN_REQUEST_TIMEOUT_SECONDS: connect and read timeout of each ActiveCampaign request.')
 @minValue(1)
 param activecampaignRequestTimeoutSeconds int = 30
+
+@description('AZURE_SDK_LOG_LEVEL: level of the Azure SDK and urllib3 loggers; INFO or DEBUG logs every storage request and response (two records per call in Application Insights).')
+@allowed([
+  'DEBUG'
+  'INFO'
+  'WARNING'
+  'ERROR'
+  'CRITICAL'
+])
+param azureSdkLogLevel string = 'WARNING'
 
 @description('Most instances the app scales out to. Every instance shares the per-account rate budget (100 bulk imports a minute), so more instances than busy accounts only wait.')
 @minValue(1)
@@ -126,6 +144,8 @@ module storage 'modules/storage.bicep' = {
     deploymentContainerName: deploymentContainer
     queueNames: storageQueues
     tableNames: storageTables
+    runFilesContainerName: blobContainers[0] // export-runs, the runs' working files
+    runFilesRetentionDays: exportRetentionDays + 7
   }
 }
 
@@ -159,7 +179,7 @@ module roles 'modules/roles.bicep' = {
   }
 }
 
-// Every app setting, in one object. Registry settings (shared/settings.py, where azure or
+// Every app setting, in one object. Registry settings (exports/settings.py, where azure or
 // everywhere) plus the two the host reads for Entra-authenticated Application Insights.
 var appSettings = {
   AzureWebJobsStorage__credential: 'managedidentity'
@@ -171,13 +191,16 @@ var appSettings = {
   KEY_VAULT_URL: keyVault.outputs.uri
   EXPORT_SCHEDULE: exportSchedule
   EXPORT_CHUNK_SIZE: string(exportChunkSize)
+  EXPORT_RETENTION_DAYS: string(exportRetentionDays)
   SECRET_CACHE_SECONDS: string(secretCacheSeconds)
   ACTIVECAMPAIGN_REQUESTS_PER_SECOND: string(activecampaignRequestsPerSecond)
   ACTIVECAMPAIGN_BULK_REQUESTS_PER_MINUTE: string(activecampaignBulkRequestsPerMinute)
   ACTIVECAMPAIGN_REQUEST_TIMEOUT_SECONDS: string(activecampaignRequestTimeoutSeconds)
+  ACTIVECAMPAIGN_UNREACHABLE_SECONDS: string(activecampaignUnreachableSeconds)
   EXPORT_ADMIN_ROLE: exportAdminRole
   EXPORT_CONTRIBUTOR_ROLE: exportContributorRole
   EXPORT_REQUIRE_SIGN_IN: empty(authClientId) ? 'false' : 'true'
+  AZURE_SDK_LOG_LEVEL: azureSdkLogLevel
   APPLICATIONINSIGHTS_CONNECTION_STRING: monitoring.outputs.connectionString
   APPLICATIONINSIGHTS_AUTHENTICATION_STRING: 'ClientId=${identity.outputs.clientId};Authorization=AAD'
 }

@@ -4,6 +4,11 @@ and bodies read with a size limit.
 The host routes a request to a function by route template *and* method; a method no function
 declares gets the host's bare 404. So each route is one function that accepts every method and
 answers the ones it does not serve with 405 and an Allow header.
+
+"Every method" means declaring no method list at all: the host then maps the route without a
+method constraint, so TRACE and extension methods (PROPFIND, ...) reach the function too. A list
+cannot say that: azure.functions.HttpMethod has no TRACE or CONNECT, and the host routes only the
+methods listed. CONNECT never reaches any route: its target is host:port, not a path.
 """
 from __future__ import annotations
 
@@ -19,7 +24,7 @@ from shared.http import HttpError, error_response
 
 log = logging.getLogger(__name__)
 
-ALL_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
+ALL_METHODS = None  # for route(methods=...): no method list, so the host routes every method here
 MAX_BODY_BYTES = 64 * 1024
 
 

@@ -52,3 +52,28 @@ def _default_credential(client_id: str | None):
     from azure.identity import DefaultAzureCredential
 
     return DefaultAzureCredential(managed_identity_client_id=client_id) if client_id else DefaultAzureCredential()
+
+
+def unreachable_reason(settings: StorageSettings, timeout_seconds: float = 5.0) -> str | None:
+    """Why storage does not answer now, in one line (None when it answers): a single try, no retries.
+
+    The SDK's default retries take about 90 s before they give up; a person starting a local run
+    should hear at once that the emulator is not running.
+    """
+    from azure.core.exceptions import HttpResponseError, ServiceRequestError
+
+    options = {"retry_total": 0, "connection_timeout": timeout_seconds, "read_timeout": timeout_seconds}
+    if settings.connection_string:
+        client = BlobServiceClient.from_connection_string(settings.connection_string, **options)
+    else:
+        client = BlobServiceClient(settings.service_uris["blob"], credential=_default_credential(settings.client_id),
+                                   **options)
+    try:
+        next(iter(client.list_containers(results_per_page=1)), None)
+    except ServiceRequestError as error:
+        return f"storage at {client.primary_endpoint} does not answer ({type(error).__name__})"
+    except HttpResponseError:
+        return None  # it answered, if only to refuse: the caller's own error will say more
+    finally:
+        client.close()
+    return None

@@ -2,16 +2,30 @@
 
 One requests.Session per client keeps connections alive (a TLS handshake per batch would waste
 the rate budget's time). The API key travels only in the Api-Token header and never in a message.
+
+The key goes only to public internet addresses: a connection's hostname that resolves to a
+private, loopback, link-local (cloud instance metadata) or other non-public address is refused
+when the socket is opened, before anything is sent (AddressNotPublic).
 """
 from __future__ import annotations
 
+import ipaddress
 import json
+import logging
+import socket
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 import requests
 from requests.adapters import HTTPAdapter
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+from urllib3.exceptions import ConnectTimeoutError, NameResolutionError, NewConnectionError
+from urllib3.util.connection import allowed_gai_family, create_connection
 
 from exports.errors import Fatal, ImportRejected, KeyRejected, MissingInAccount, Transient
+
+log = logging.getLogger(__name__)
 
 MAX_CONTACTS_PER_IMPORT = 250
 MAX_IMPORT_BYTES = 400_000
@@ -34,18 +48,112 @@ def contact_cost(contact: dict, list_id: str) -> int:
     return len(import_payload([contact], list_id)) - len(import_payload([], list_id)) + 1  # +1 for the comma
 
 
+class AddressNotPublic(Fatal):
+    """The hostname resolves to an address off the public internet; nothing was sent to it."""
+
+
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")
+
+
+def is_public_address(address: str) -> bool:
+    """Whether an IP address (as getaddrinfo gives it) is on the public internet, and so is any IPv4 it embeds."""
+    ip = ipaddress.ip_address(address)
+    addresses = [ip]
+    if ip.version == 6:
+        embedded = [ip.ipv4_mapped, ip.sixtofour, ip.teredo[1] if ip.teredo else None,
+                    ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF) if ip in _NAT64 else None]
+        addresses += [v4 for v4 in embedded if v4 is not None]
+    return all(a.is_global and not a.is_multicast for a in addresses)
+
+
+def _kind(address: str) -> str:
+    ip = ipaddress.ip_address(address)
+    if ip.is_loopback or ip.is_unspecified:
+        return "an address of the machine itself"
+    if ip.is_link_local:
+        return "a link-local address (where cloud instance metadata services answer)"
+    if ip.is_private:
+        return "a private network address"
+    return "an address that is not on the public internet"
+
+
+class _PublicAddressesOnly:
+    """A urllib3 connection whose socket goes only to public addresses, checked as the socket is opened.
+
+    The name is resolved once, here, and the socket is connected to one of the very addresses that
+    were checked: a DNS answer that changes between a check and the connect (rebinding) cannot
+    slip through, as it could past a separate look-up before the request.
+    """
+
+    def _new_conn(self) -> socket.socket:
+        try:
+            found = socket.getaddrinfo(self.host, self.port, allowed_gai_family(), socket.SOCK_STREAM)
+        except socket.gaierror as error:
+            raise NameResolutionError(self.host, self, error) from error
+        addresses = list(dict.fromkeys(sockaddr[0] for *_, sockaddr in found))
+        refused = [address for address in addresses if not is_public_address(address)]
+        if refused:
+            log.warning("not connecting to %s: it resolves to %s, not public", self.host, ", ".join(refused))
+            raise AddressNotPublic(f"{self.host} resolves to {_kind(refused[0])}, not a public internet address, so "
+                                   "the API key is not sent there")
+        problem: Exception = NewConnectionError(self, f"{self.host} resolves to no address")
+        for address in addresses:
+            try:
+                return create_connection((address, self.port), self.timeout, source_address=self.source_address,
+                                         socket_options=self.socket_options)
+            except TimeoutError:
+                problem = ConnectTimeoutError(self, f"Connection to {self.host} timed out (connect timeout={self.timeout})")
+            except OSError as error:
+                problem = NewConnectionError(self, f"Failed to establish a new connection: {error}")
+        raise problem
+
+
+class _PublicHTTPSConnection(_PublicAddressesOnly, HTTPSConnection):
+    pass
+
+
+class _PublicHTTPConnection(_PublicAddressesOnly, HTTPConnection):
+    pass
+
+
+class _PublicHTTPSPool(HTTPSConnectionPool):
+    ConnectionCls = _PublicHTTPSConnection
+
+
+class _PublicHTTPPool(HTTPConnectionPool):
+    ConnectionCls = _PublicHTTPConnection
+
+
+class PublicAddressAdapter(HTTPAdapter):
+    """Opens connections only to public addresses (TLS still verifies the certificate against the hostname)."""
+
+    def init_poolmanager(self, *args, **kwargs) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = {"http": _PublicHTTPPool, "https": _PublicHTTPSPool}
+
+
 class ActiveCampaignClient:
-    def __init__(self, base_url: str, api_key: str, timeout: float = 30.0, session: requests.Session | None = None):
+    def __init__(self, base_url: str, api_key: str, timeout: float = 30.0, session: requests.Session | None = None,
+                 adapter: HTTPAdapter | None = None, hostname: str | None = None):
         self.base_url = base_url.rstrip("/")
+        self.hostname = hostname or urlsplit(self.base_url).netloc  # the account, as people configured it
         self._timeout = timeout
         self._session = session or requests.Session()
-        self._session.mount(self.base_url, HTTPAdapter(pool_connections=1, pool_maxsize=4, max_retries=0))
+        self._session.mount(self.base_url, adapter or HTTPAdapter(pool_connections=1, pool_maxsize=4, max_retries=0))
         self._session.headers.update({"Api-Token": api_key, "Accept": "application/json"})
 
     @classmethod
     def for_hostname(cls, hostname: str, api_key: str, base_url_override: str | None = None, **kwargs):
-        # The hostname is used exactly as configured: the api-us1.com suffix is not guaranteed.
-        return cls(base_url_override or f"https://{hostname}", api_key, **kwargs)
+        """The client of an account: https://{hostname}, public addresses only; or, locally, the override."""
+        if base_url_override:
+            # ACTIVECAMPAIGN_BASE_URL (local runs and tests): the simulator on loopback; the hostname is
+            # not resolved at all, so a machine without DNS works.
+            return cls(base_url_override, api_key, hostname=hostname, **kwargs)
+        client = cls(f"https://{hostname}", api_key, hostname=hostname,  # exactly as configured: the api-us1.com suffix is not guaranteed
+                     adapter=PublicAddressAdapter(pool_connections=1, pool_maxsize=4, max_retries=0), **kwargs)
+        # A proxy from the environment would resolve the name itself, past the address check.
+        client._session.trust_env = False
+        return client
 
     def close(self) -> None:
         self._session.close()
@@ -73,7 +181,9 @@ class ActiveCampaignClient:
                 headers={"Content-Type": "application/json"} if body is not None else None,
             )
         except requests.RequestException as error:
-            raise Transient(f"{method} {path}: no answer from ActiveCampaign ({type(error).__name__})") from None
+            silent = isinstance(error, (requests.ConnectionError, requests.Timeout))  # nothing answered at all
+            raise Transient(f"{method} {path}: no answer from ActiveCampaign at {self.hostname} ({type(error).__name__})",
+                            unreachable=silent) from None
         status = response.status_code
         data = _json(response)
         if status in (200, 201):

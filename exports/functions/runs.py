@@ -4,7 +4,7 @@ from __future__ import annotations
 import azure.functions as func
 
 from exports.context import get_context
-from exports.errors import RunInProgress
+from exports.errors import RejectsTooLarge, RunInProgress
 from exports.functions.errors import api, http_error
 from exports.functions.http import caller_of, status_url
 from exports.model import RunStatus
@@ -13,6 +13,9 @@ from shared.api import ALL_METHODS, dispatch
 from shared.http import HttpError, json_response
 
 bp = func.Blueprint()
+# An HTTP answer of the Python worker is built in memory; past this the CLI (`python -m exports
+# rejects`) streams the report to a file instead.
+MAX_REJECTS_ANSWER_BYTES = 32 * 1024 * 1024
 
 
 @bp.function_name("export_runs")
@@ -70,3 +73,24 @@ def cancel_run(req: func.HttpRequest) -> func.HttpResponse:
         return json_response({**document, "statusUrl": url}, status=status, headers={"Location": url})
 
     return dispatch(req, {"POST": post})
+
+
+@bp.function_name("run_rejects")
+@bp.route(route="runs/{runId}/rejects", methods=ALL_METHODS)
+@api
+def run_rejects(req: func.HttpRequest) -> func.HttpResponse:
+    """The run's rejects report as CSV (blob, row, email, reason), to open in a spreadsheet."""
+
+    def get():
+        ctx = get_context()
+        report = service.rejects_report(ctx, caller_of(ctx, req), req.route_params["runId"])
+        if report.size > MAX_REJECTS_ANSWER_BYTES:
+            raise RejectsTooLarge(
+                f"the rejects report of run {report.run_id} has {report.size} bytes, more than this API answers with "
+                f"({MAX_REJECTS_ANSWER_BYTES}); write it to a file with `python -m exports rejects {report.run_id} -o "
+                "rejects.csv` or download its rejectsBlob from the storage account",
+                details={"runId": report.run_id, "size": report.size})
+        return func.HttpResponse(b"".join(report.chunks()), status_code=200, mimetype="text/csv", charset="utf-8",
+                                 headers={"Content-Disposition": f'attachment; filename="rejects-{report.run_id}.csv"'})
+
+    return dispatch(req, {"GET": get})

@@ -15,10 +15,16 @@ from azure.storage.blob import BlobBlock
 
 FLUSH_BYTES = 64 * 1024  # per open file; a splitter may hold one per bucket
 REJECTS_HEADER = ("blob", "row", "email", "reason")
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+_DELETE_BATCH = 256  # the most one blob batch request may hold
+
+
+def parts_prefix(run_id: str) -> str:
+    return f"{run_id}/parts/"
 
 
 def part_name(run_id: str, bucket: int, segment: int) -> str:
-    return f"{run_id}/parts/b{bucket:05d}/s{segment:05d}.jsonl"
+    return f"{parts_prefix(run_id)}b{bucket:05d}/s{segment:05d}.jsonl"
 
 
 def rejects_prefix(run_id: str) -> str:
@@ -68,10 +74,18 @@ class BlockWriter:
         self._blob.commit_block_list([BlobBlock(block_id=block_id) for block_id in self._blocks])
 
 
+def _inert(value) -> str:
+    """The cell as text a spreadsheet shows rather than runs: OWASP's CSV injection advice is a leading quote."""
+    text = str(value)
+    return "'" + text if text.startswith(_FORMULA_STARTS) else text
+
+
 def csv_line(values) -> bytes:
+    """One line of a rejects file, which people open in spreadsheets and which holds rejected values as they came."""
     out = io.StringIO()
-    csv.writer(out, lineterminator="\r\n").writerow(values)
-    return out.getvalue().encode("utf-8")
+    csv.writer(out, lineterminator="\r\n").writerow(_inert(value) for value in values)
+    # A rejected value may hold a lone surrogate, which UTF-8 cannot encode: it is written as its \u escape.
+    return out.getvalue().encode("utf-8", errors="backslashreplace")
 
 
 def concatenate(container_client, target: str, sources: list[str], header: bytes = b"") -> None:
@@ -82,3 +96,22 @@ def concatenate(container_client, target: str, sources: list[str], header: bytes
         for chunk in container_client.get_blob_client(name).download_blob().chunks():
             writer.write(chunk)
     writer.close()
+
+
+def run_prefix(run_id: str) -> str:
+    return f"{run_id}/"
+
+
+def delete_blobs(container_client, prefix: str) -> int:
+    """Delete every blob under `prefix`, in batches; how many were deleted."""
+    deleted, batch = 0, []
+    for blob in container_client.list_blobs(name_starts_with=prefix):
+        batch.append(blob.name)
+        if len(batch) == _DELETE_BATCH:
+            container_client.delete_blobs(*batch)
+            deleted, batch = deleted + len(batch), []
+    if batch:
+        container_client.delete_blobs(*batch)
+        deleted += len(batch)
+    return deleted
+

@@ -10,8 +10,18 @@ import logging
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from azure.core.exceptions import AzureError
+
 from exports.model import Phase, RunStatus, RunView, SegmentStatus, Totals
-from exports.run.files import REJECTS_HEADER, concatenate, csv_line, rejects_prefix, rejects_report_name
+from exports.run.files import (
+    REJECTS_HEADER,
+    concatenate,
+    csv_line,
+    delete_blobs,
+    parts_prefix,
+    rejects_prefix,
+    rejects_report_name,
+)
 
 if TYPE_CHECKING:
     from exports.context import AppContext
@@ -49,7 +59,7 @@ def finish(ctx: AppContext, view: RunView, extra_errors: Sequence[str] = (), for
     totals = view.totals()
     status, explained = decide(view, totals)
     status = force_status or status
-    errors = [*extra_errors, *view.errors(), *explained]
+    errors = [*extra_errors, *explained, *view.errors()]
     rejects_blob = _assemble_rejects(ctx, run.id) if totals.rejected else None
     finished_at = ctx.runs.finish(run, status, totals, errors, rejects_blob)
     if finished_at is None:
@@ -57,6 +67,18 @@ def finish(ctx: AppContext, view: RunView, extra_errors: Sequence[str] = (), for
     ctx.history.record_status(run, status, finished_at)
     ctx.lock.release(run.export_id, run.id)
     log.info("export run finished: run=%s export=%s status=%s", run.id, run.export_id, status.value)
+    _delete_working_files(ctx, run.id)
+
+
+def _delete_working_files(ctx: AppContext, run_id: str) -> None:
+    """Every contact's email, name and phone sit in the parts: they serve the run only. The rejects
+    report stays for EXPORT_RETENTION_DAYS (exports/services/retention.py)."""
+    container = ctx.runs_container
+    try:
+        for prefix in (parts_prefix(run_id), rejects_prefix(run_id)):
+            delete_blobs(container, prefix)
+    except AzureError as error:  # the storage lifecycle policy deletes what is left (infra/modules/storage.bicep)
+        log.warning("run %s: its working files could not all be deleted (%s)", run_id, type(error).__name__)
 
 
 def _assemble_rejects(ctx: AppContext, run_id: str) -> str:

@@ -20,12 +20,12 @@ MAX_ERROR_CHARS = 1000
 
 def record_segment_error(ctx: AppContext, message: SegmentMessage, error: Exception) -> None:
     _record(lambda text: ctx.runs.record_segment_error(message.runId, message.segment, text),
-            f"splitting segment blob {message.segment}: {error}", message.runId)
+            str(error), message.runId)
 
 
 def record_chunk_error(ctx: AppContext, message: ChunkMessage, error: Exception) -> None:
     _record(lambda text: ctx.runs.record_chunk_error(message.runId, message.chunk, text),
-            f"chunk {message.chunk}: {error}", message.runId)
+            str(error), message.runId)
 
 
 def _record(write, text: str, run_id: str) -> None:
@@ -58,5 +58,5 @@ def give_up_chunk(ctx: AppContext, message: ChunkMessage) -> None:
     if not chunk.state.final:
         reason = chunk.last_error or "no error was recorded"
         ctx.runs.fail_chunk(message.runId, message.chunk,
-                            f"chunk {message.chunk} could not be sent after repeated tries: {reason}")
+                            f"could not be sent after repeated tries: {reason}")
     finish.finish_when_sent(ctx, message.runId)

@@ -21,6 +21,7 @@ from exports.activecampaign.client import ActiveCampaignClient
 from exports.errors import Fatal, ImportRejected, KeyRejected, RunNotFound, Transient
 from exports.model import Chunk, Run
 from exports.run import finish
+from exports.run.account import check_list
 from exports.run.batching import Item, batches
 from exports.run.files import BlockWriter, batch_rejects_name, csv_line, part_name
 from exports.run.messages import ChunkMessage
@@ -31,7 +32,6 @@ if TYPE_CHECKING:
     from exports.context import AppContext
 
 log = logging.getLogger(__name__)
-LIST_CHECK_SECONDS = 60.0
 
 
 class _Stop(Exception):
@@ -66,7 +66,7 @@ def stop_reason(ctx: AppContext, run: Run) -> str | None:
 
 
 def fail_chunk(ctx: AppContext, run_id: str, index: int, reason: str) -> None:
-    ctx.runs.fail_chunk(run_id, index, f"chunk {index}: {reason}")
+    ctx.runs.fail_chunk(run_id, index, reason)  # the status document says which chunks, and how many, had it
     log.warning("chunk failed: run=%s chunk=%d %s", run_id, index, reason)
 
 
@@ -82,7 +82,7 @@ def _send(ctx: AppContext, run: Run, chunk: Chunk) -> None:
         client = ctx.accounts.client(run.hostname, run.api_key_secret_name)
         budget = ctx.accounts.budget(run.hostname)
         on_retry = _on_retry(run.id, chunk.index, budget)
-        _check_list(ctx, client, budget, run, on_retry)
+        check_list(ctx, client, budget, run, on_retry)
         warnings = []
         for batch in batches(items, position, run.list_id):
             try:
@@ -97,32 +97,12 @@ def _send(ctx: AppContext, run: Run, chunk: Chunk) -> None:
                                 "(the account's contact limit may be reached)")
             position, sent, rejected = position + len(batch), sent + accepted, rejected + len(refused)
             claim.checkpoint(position, sent, rejected)
-        claim.succeed(f"chunk {chunk.index}: {warnings[0]}" if warnings else None)
+        claim.succeed(warnings[0] if warnings else None)
     except KeyRejected as error:
         ctx.accounts.key_rejected(run.api_key_secret_name)  # a rotated key is read afresh by the next delivery
         fail_chunk(ctx, run.id, chunk.index, str(error))
     except (Fatal, SecretNotFound) as error:
         fail_chunk(ctx, run.id, chunk.index, str(error))
-
-
-def _check_list(ctx: AppContext, client: ActiveCampaignClient, budget: AccountBudget, run: Run, on_retry) -> None:
-    """Fail early, with the list's id, when the run's list is missing or the key is refused.
-
-    Once it passed, this process does not ask again for the same run for LIST_CHECK_SECONDS:
-    the GET costs a request of the account's budget and a round trip to ActiveCampaign between
-    two chunks, which one worker sending chunk after chunk would otherwise leave idle each time.
-    A list deleted meanwhile is still caught: by the next check, at most that long after, or
-    sooner by an import answered 404.
-    """
-    if ctx.accounts.list_recently_checked(run.id, run.list_id):
-        return
-
-    def check_list():
-        budget.before_request()
-        return client.get_list(run.list_id)
-
-    ctx.backoff.run(check_list, on_retry=on_retry)
-    ctx.accounts.remember_list_checked(run.id, run.list_id, LIST_CHECK_SECONDS)
 
 
 def _on_retry(run_id: str, index: int, budget: AccountBudget) -> Callable[[Transient, float], None]:
@@ -191,5 +171,5 @@ def _load_bucket(ctx: AppContext, run: Run, bucket: int) -> tuple[list[Item], in
                 duplicates += 1
                 continue
             seen.add(email)
-            items.append(Item(segment.blob, record["r"], record["c"]))
+            items.append(Item(run.blob_in_segment(segment.blob), record["r"], record["c"]))
     return items, duplicates

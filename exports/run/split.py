@@ -13,14 +13,16 @@ from typing import TYPE_CHECKING
 from azure.core import MatchConditions
 from azure.core.exceptions import ResourceModifiedError, ResourceNotFoundError
 
-from exports.errors import RunNotFound, SegmentError
-from exports.model import Run, RunStatus, Segment
+from exports.errors import Fatal, KeyRejected, RunNotFound, SegmentError
+from exports.model import RejectReason, Run, RunStatus, Segment
 from exports.run import plan
+from exports.run.account import check_list
 from exports.run.buckets import bucket_of
 from exports.run.files import BlockWriter, csv_line, part_name, segment_rejects_name
 from exports.run.messages import SegmentMessage
-from exports.segments.mapping import to_contact
+from exports.segments.mapping import Rejection, to_contact
 from exports.segments.readers import read_records
+from shared.secrets import SecretNotFound
 
 if TYPE_CHECKING:
     from exports.context import AppContext
@@ -40,34 +42,56 @@ def split_segment(ctx: AppContext, message: SegmentMessage) -> None:
         return
     if ctx.runs.mark_running(run):
         ctx.history.record_status(run, RunStatus.RUNNING)
+    problem = _account_problem(ctx, run)
+    if problem:
+        ctx.runs.fail_segment(run.id, segment.index, problem)
+        log.warning("segment not read: run=%s %s", run.id, problem)
+        plan.after_split(ctx, run.id)
+        return
     try:
-        rows, rejected, counts = _split(ctx, run, segment)
+        rows, rejected_by_reason, counts = _split(ctx, run, segment)
     except SegmentError as error:
         ctx.runs.fail_segment(run.id, segment.index, str(error))
         log.warning("segment failed: run=%s %s", run.id, error)
     else:
-        ctx.runs.record_split(run.id, segment.index, rows, rejected, counts)
-        log.info("segment split: run=%s blob=%s rows=%d rejected=%d", run.id, segment.blob, rows, rejected)
+        ctx.runs.record_split(run.id, segment.index, rows, rejected_by_reason, counts)
+        log.info("segment split: run=%s blob=%s rows=%d rejected=%d", run.id, segment.blob, rows,
+                 sum(rejected_by_reason.values()))
     plan.after_split(ctx, run.id)
 
 
-def _split(ctx: AppContext, run: Run, segment: Segment) -> tuple[int, int, list[int]]:
-    """(rows, rejected, contacts per bucket) of the blob; its parts and rejects are written."""
+def _account_problem(ctx: AppContext, run: Run) -> str | None:
+    """Why nothing could be sent to the run's account, if so: then the segment is not even read."""
+    try:
+        check_list(ctx, ctx.accounts.client(run.hostname, run.api_key_secret_name), ctx.accounts.budget(run.hostname), run)
+    except KeyRejected as error:
+        ctx.accounts.key_rejected(run.api_key_secret_name)
+        return str(error)
+    except (Fatal, SecretNotFound) as error:
+        return str(error)
+    return None
+
+
+def _split(ctx: AppContext, run: Run, segment: Segment) -> tuple[int, dict[str, int], list[int]]:
+    """(rows, rejected rows by RejectReason, contacts per bucket) of the blob; its parts and rejects are written."""
     source = ctx.storage.blobs.get_blob_client(run.segment_container, segment.blob)
     container = ctx.runs_container
     parts: dict[int, BlockWriter] = {}
     counts = [0] * run.buckets
     rejects = BlockWriter(container.get_blob_client(segment_rejects_name(run.id, segment.index)))
-    rows = rejected = 0
+    rows, rejected = 0, {}
     try:
         download = source.download_blob(etag=segment.blob_etag, match_condition=MatchConditions.IfNotModified)
         for record in read_records(segment.blob, download.chunks(), run.columns):
             rows += 1
-            contact, reason = (None, f"row {record.error}") if record.error else to_contact(record.values)
+            if record.error:
+                contact, reason = None, Rejection(f"row {record.error}", RejectReason.ROW_UNREADABLE)
+            else:
+                contact, reason = to_contact(record.values)
             if contact is None:
-                rejected += 1
+                rejected[reason.reason_class] = rejected.get(reason.reason_class, 0) + 1
                 email = (record.values or {}).get("email", "")
-                rejects.write(csv_line((segment.blob, record.row, email.strip(), reason)))
+                rejects.write(csv_line((run.blob_in_segment(segment.blob), record.row, email.strip(), reason)))
                 continue
             bucket = bucket_of(contact["email"], run.buckets)
             writer = parts.get(bucket)

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from azure.core.exceptions import ResourceNotFoundError
 
 SEGMENT_SUFFIXES = (".csv", ".csv.gz", ".jsonl", ".jsonl.gz")
-HEADER_PROBE_BYTES = 1024 * 1024  # enough for any header row or first JSON line; never the whole blob
+HEADER_PROBE_BYTES = 1024 * 1024  # any header row, or enough JSON lines to judge their keys by; never the whole blob
 
 
 @dataclass(frozen=True)

@@ -1,11 +1,33 @@
 """Profile values to ActiveCampaign contact fields, with validation a person can act on."""
 from __future__ import annotations
 
+import re
+
 from email_validator import EmailNotValidError, validate_email
+
+from exports.model import RejectReason
+from exports.segments.wording import cut
 
 # Our mapping names -> ActiveCampaign bulk_import field names (snake_case there).
 CONTACT_FIELDS = {"email": "email", "firstName": "first_name", "lastName": "last_name", "phone": "phone"}
 _MAX_LENGTH = 255  # ActiveCampaign's text columns; longer values would be cut or refused
+_REASON_LENGTH = 200  # of the validator's explanation, which may quote the address
+# Control characters are never sent: C0 (tab, and the line breaks a quoted CSV field may hold,
+# excepted), DEL and C1.
+_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+_UNDECODABLE = re.compile("[\udc80-\udcff]")  # bytes that were not UTF-8, as the reader decodes them
+_SURROGATE = re.compile("[\ud800-\udfff]")  # no character: it cannot be encoded, so never sent
+
+
+class Rejection(str):
+    """Why a row is not sent: its own words (for the rejects report) and the class it is counted under."""
+
+    reason_class: RejectReason
+
+    def __new__(cls, text: str, reason_class: RejectReason) -> Rejection:
+        rejection = super().__new__(cls, text)
+        rejection.reason_class = reason_class
+        return rejection
 
 
 def normalise_email(raw: str) -> str:
@@ -13,25 +35,42 @@ def normalise_email(raw: str) -> str:
     return raw.strip().lower()
 
 
-def to_contact(values: dict[str, str]) -> tuple[dict[str, str] | None, str | None]:
+def _character_problem(field: str, value: str) -> str | None:
+    if _UNDECODABLE.search(value):
+        return f"{field} is not valid UTF-8: save the file as UTF-8"
+    if found := _SURROGATE.search(value):
+        return (f"{field} holds U+{ord(found.group()):04X}, a lone surrogate (half of a character written as a "
+                "\\u escape pair), which is not text")
+    if found := _CONTROL.search(value):
+        return f"{field} holds the control character U+{ord(found.group()):04X}, which is not sent: remove it"
+    return None
+
+
+def to_contact(values: dict[str, str]) -> tuple[dict[str, str] | None, Rejection | None]:
     """(contact, None) for a valid row, (None, reason) otherwise. Empty optional values are left out."""
     email = normalise_email(values.get("email") or "")
     if not email:
-        return None, "email is empty"
+        return None, Rejection("email is empty", RejectReason.EMAIL_MISSING)
+    if problem := _character_problem("email", email):
+        return None, Rejection(problem, RejectReason.EMAIL_INVALID)
     try:
         # Syntax only: a DNS look-up per row would be slow and is ActiveCampaign's business.
-        validate_email(email, check_deliverability=False, allow_smtputf8=False,
-                       allow_quoted_local=False, allow_domain_literal=False)
+        checked = validate_email(email, check_deliverability=False, allow_smtputf8=False,
+                                 allow_quoted_local=False, allow_domain_literal=False)
     except EmailNotValidError as error:
-        return None, f"email is not valid: {error}"
-    contact = {"email": email}
+        return None, Rejection(f"email is not valid: {cut(str(error), _REASON_LENGTH)}", RejectReason.EMAIL_INVALID)
+    # An internationalised domain goes in its ASCII (IDNA) form, which ActiveCampaign accepts; it
+    # is also the one spelling duplicates are found by.
+    contact = {"email": checked.ascii_email}
     for field, name in CONTACT_FIELDS.items():
         if field == "email":
             continue
         value = (values.get(field) or "").strip()
         if not value:
             continue
+        if problem := _character_problem(field, value):
+            return None, Rejection(problem, RejectReason.VALUE_INVALID)
         if len(value) > _MAX_LENGTH:
-            return None, f"{field} is longer than {_MAX_LENGTH} characters"
+            return None, Rejection(f"{field} is longer than {_MAX_LENGTH} characters", RejectReason.VALUE_INVALID)
         contact[name] = value
     return contact, None

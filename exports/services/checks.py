@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 from azure.core.exceptions import AzureError
 
+from exports.activecampaign.client import AddressNotPublic
 from exports.errors import (
     ActiveCampaignError,
     ActiveCampaignFailed,
@@ -46,6 +47,8 @@ def check_api_key(ctx: AppContext, hostname: str, api_key: str) -> None:
     except MissingInAccount:
         raise Invalid([{"field": "hostname", "message": f"{hostname} has no ActiveCampaign API (GET /api/3/users/me "
                                                         f"answered 404): {_HOSTNAME_HINT}"}]) from None
+    except AddressNotPublic as error:
+        raise Invalid([{"field": "hostname", "message": f"{error}: {_HOSTNAME_HINT}"}]) from None
     except (KeyError, TypeError):
         raise Invalid([{"field": "hostname", "message": f"{hostname} does not answer like ActiveCampaign's API: "
                                                         f"{_HOSTNAME_HINT}"}]) from None
@@ -72,6 +75,9 @@ def check_list(ctx: AppContext, connection: Connection, list_id: str) -> None:
         raise Invalid([{"field": "listId", "message": f"list {list_id} does not exist in this ActiveCampaign account: use "
                                                       "the id of one of its lists (Lists, then the number in the list's "
                                                       "address)"}]) from None
+    except AddressNotPublic as error:
+        raise Invalid([{"field": "connectionId", "message": f"connection {connection.displayName!r} cannot be used: "
+                                                            f"{error}; an admin must replace the connection"}]) from None
     except KeyRejected:
         ctx.accounts.key_rejected(connection.apiKeySecretName)
         raise Invalid([{"field": "connectionId", "message": f"ActiveCampaign refused the API key of connection "

@@ -25,8 +25,9 @@ if TYPE_CHECKING:
     from exports.context import AppContext
 
 log = logging.getLogger(__name__)
-_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
-_API_KEY = re.compile(r"^[\x21-\x7e]{1,500}$")  # printable ASCII without spaces: it travels in a header
+# Both are used with fullmatch: "$" alone would also match before a final newline.
+_LABEL = re.compile(r"(?!-)[a-z0-9-]{1,63}(?<!-)")
+_API_KEY = re.compile(r"[\x21-\x7e]{1,500}")  # printable ASCII without spaces: it travels in a header
 
 FIELDS = {
     "displayName": (("string",), True),
@@ -55,6 +56,9 @@ def hostname_problem(hostname: object) -> str | None:
         return f"{value!r} is an IP address: {hint}"
     except ValueError:
         pass
+    if not value.isascii():
+        # Before lower(): it maps some non-ASCII letters to ASCII ones (the Kelvin sign to "k").
+        return f"{value!r} is not a valid DNS name: {hint}"
     name = value.lower().rstrip(".")
     if name == "localhost" or name.endswith(".localhost"):
         return f"{value!r} is not a public host: {hint}"
@@ -62,7 +66,7 @@ def hostname_problem(hostname: object) -> str | None:
     if labels[-1].isascii() and (labels[-1].isdigit() or labels[-1].startswith("0x")):
         # No top-level domain is numeric: "127.1" or "0x7f.0.0.1" are IP addresses in short forms.
         return f"{value!r} is an IP address: {hint}"
-    if len(name) > 253 or len(labels) < 2 or not all(_LABEL.match(label) for label in labels):
+    if len(name) > 253 or len(labels) < 2 or not all(_LABEL.fullmatch(label) for label in labels):
         return f"{value!r} is not a valid DNS name: {hint}"
     return None
 
@@ -85,10 +89,10 @@ def connection_problems(display_name: object, hostname: object, privacy_consent:
     return problems
 
 
-def _api_key_problem(api_key: str) -> str | None:
+def api_key_problem(api_key: str) -> str | None:
     if not api_key:
         return "is required: the API key from ActiveCampaign's Settings > Developer"
-    if not _API_KEY.match(api_key):
+    if not _API_KEY.fullmatch(api_key):
         return "is not an ActiveCampaign API key: copy it from Settings > Developer; it has no spaces and at most 500 characters"
     return None
 
@@ -122,7 +126,7 @@ def create_connection(ctx: AppContext, caller: Caller, read_body) -> dict:
     api_key = body.get("apiKey")
     if "apiKey" not in taken:
         api_key = api_key.strip()
-        problem = _api_key_problem(api_key)
+        problem = api_key_problem(api_key)
         if problem:
             problems.append({"field": "apiKey", "message": problem})
     if problems:

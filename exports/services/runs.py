@@ -5,19 +5,25 @@ The status document is built here and only here: the API, the run list and the C
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
+
+from azure.core.exceptions import ResourceNotFoundError
 
 from exports import access
 from exports.errors import (
     ConnectionMissing,
     ExportDisabled,
     ExportNotFound,
+    RejectsNotFound,
     RunFinished,
     RunInProgress,
     RunNotFound,
 )
 from exports.model import Connection, Export, RunView, Trigger
 from exports.run import cancel, start
+from exports.run.files import rejects_report_name
 from shared.auth import Caller
 
 if TYPE_CHECKING:
@@ -108,6 +114,30 @@ def list_runs(ctx: AppContext, caller: Caller, export_id: str, limit: int) -> li
         if access.may_read_run(ctx, caller, view.run, lookup):
             documents.append(status_document(view))
     return documents
+
+
+@dataclass(frozen=True)
+class RejectsReport:
+    """A run's rejects report (CSV: blob, row, email, reason), read in chunks, never whole."""
+
+    run_id: str
+    size: int
+    chunks: Callable[[], Iterator[bytes]]
+
+
+def rejects_report(ctx: AppContext, caller: Caller, run_id: str) -> RejectsReport:
+    """The report of a finished run with rejected rows; same access as the run itself."""
+    run = access.run_for(ctx, caller, run_id)
+    if not run.rejects_blob:
+        raise RejectsNotFound(run_id, f"run {run_id} has no rejects report: " + (
+            "none of its rows was rejected" if run.final else "it is written when the run finishes"))
+    blob = ctx.runs_container.get_blob_client(rejects_report_name(run.id))
+    try:
+        size = blob.get_blob_properties().size
+    except ResourceNotFoundError:
+        raise RejectsNotFound(run_id, f"the rejects report of run {run_id} was deleted: reports are kept "
+                                      f"{ctx.settings.retention_days} days (EXPORT_RETENTION_DAYS)") from None
+    return RejectsReport(run.id, size, lambda: blob.download_blob().chunks())
 
 
 def cancel_run(ctx: AppContext, caller: Caller, run_id: str) -> dict:

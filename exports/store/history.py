@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from azure.core.exceptions import ResourceNotFoundError
 from azure.data.tables import TableServiceClient, UpdateMode
 
 from exports.model import Run, RunStatus, Trigger
@@ -40,6 +41,12 @@ class RunHistory:
         fields = {"status": status.value, **({"finishedAt": finished_at} if finished_at else {})}
         self._table.upsert_entity({"PartitionKey": run.export_id, "RowKey": index_row(run.started_at_ms, run.id),
                                    **fields}, mode=UpdateMode.MERGE)
+
+    def remove(self, run: Run) -> None:
+        try:
+            self._table.delete_entity(run.export_id, index_row(run.started_at_ms, run.id))
+        except ResourceNotFoundError:
+            pass
 
     def recent(self, export_id: str, limit: int) -> list[IndexEntry]:
         rows = self._table.query_entities("PartitionKey eq @pk and RowKey lt @lock",

@@ -100,6 +100,20 @@ class RunStore:
                                           parameters={"pk": run_id, "first": segment_row(0), "after": _SEGMENT_PREFIX + "~"})
         return sorted((_segment(e) for e in rows), key=lambda s: s.index)
 
+    def finished_before(self, started_before_ms: int) -> list[Run]:
+        """Final runs that started before the time given (the retention sweep's candidates)."""
+        rows = self._table.query_entities("RowKey eq @row and startedAtMs lt @before",
+                                          parameters={"row": RUN_ROW, "before": float(started_before_ms)})
+        return [run for run in (_run(e) for e in rows) if run.final]
+
+    def delete_run(self, run_id: str) -> None:
+        """Every row of the run: the run, its segments and chunks."""
+        keys = [e["RowKey"] for e in self._table.query_entities("PartitionKey eq @pk", parameters={"pk": run_id},
+                                                                 select=["RowKey"])]
+        for start in range(0, len(keys), _TRANSACTION_ROWS):
+            self._table.submit_transaction([("delete", {"PartitionKey": run_id, "RowKey": key})
+                                            for key in keys[start:start + _TRANSACTION_ROWS]])
+
     def _get(self, run_id: str, row: str, not_found, what: str) -> dict:
         try:
             return self._table.get_entity(run_id, row)
@@ -155,9 +169,12 @@ class RunStore:
             pass
 
     # --- segments ----------------------------------------------------------------------------
-    def record_split(self, run_id: str, index: int, rows: int, rejected: int, bucket_counts: list[int]) -> None:
-        self._merge(run_id, segment_row(index), {"status": SegmentStatus.SPLIT.value, "rows": rows, "rejected": rejected,
-                                                 "records": rows - rejected, "bucketCounts": json.dumps(bucket_counts)})
+    def record_split(self, run_id: str, index: int, rows: int, rejected_by_reason: dict[str, int],
+                     bucket_counts: list[int]) -> None:
+        rejected = sum(rejected_by_reason.values())
+        self._merge(run_id, segment_row(index), {
+            "status": SegmentStatus.SPLIT.value, "rows": rows, "rejected": rejected, "records": rows - rejected,
+            "rejectedByReason": json.dumps(rejected_by_reason), "bucketCounts": json.dumps(bucket_counts)})
 
     def fail_segment(self, run_id: str, index: int, error: str) -> None:
         self._merge(run_id, segment_row(index), {"status": SegmentStatus.FAILED.value, "error": error})
@@ -285,6 +302,7 @@ def _segment(entity) -> Segment:
         run_id=entity["PartitionKey"], index=_index_of(entity), status=entity["status"], error=entity.get("error"),
         last_error=entity.get("lastError"), etag=entity.metadata["etag"], blob=entity["blob"], blob_etag=entity["etag"],
         size=int(entity.get("size") or 0), rows=int(entity.get("rows", 0)), rejected=int(entity.get("rejected", 0)),
+        rejected_by_reason=json.loads(entity.get("rejectedByReason") or "{}"),
         bucket_counts=tuple(json.loads(entity.get("bucketCounts") or "[]")),
     )
 

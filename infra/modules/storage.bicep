@@ -25,6 +25,12 @@ param queueNames array
 @description('Tables the app uses (exports/names.py TABLES).')
 param tableNames array
 
+@description('Container of the runs\' working files (personal data): the lifecycle policy below deletes them.')
+param runFilesContainerName string
+
+@description('Days after which the lifecycle policy deletes any run file still there (a backstop to the app\'s own deletion).')
+param runFilesRetentionDays int
+
 @description('Days a deleted blob or container can be restored.')
 param deleteRetentionDays int = 7
 
@@ -105,6 +111,41 @@ resource deploymentContainer 'Microsoft.Storage/storageAccounts/blobServices/con
   name: deploymentContainerName
   properties: {
     publicAccess: 'None'
+  }
+}
+
+// The app deletes a run's working files when it finishes and its rejects report after
+// EXPORT_RETENTION_DAYS; this rule deletes whatever a crash or a stuck run left behind.
+resource lifecycle 'Microsoft.Storage/storageAccounts/managementPolicies@2023-05-01' = {
+  parent: account
+  name: 'default'
+  properties: {
+    policy: {
+      rules: [
+        {
+          name: 'delete-run-files'
+          enabled: true
+          type: 'Lifecycle'
+          definition: {
+            filters: {
+              blobTypes: [
+                'blockBlob'
+              ]
+              prefixMatch: [
+                '${runFilesContainerName}/'
+              ]
+            }
+            actions: {
+              baseBlob: {
+                delete: {
+                  daysAfterModificationGreaterThan: runFilesRetentionDays
+                }
+              }
+            }
+          }
+        }
+      ]
+    }
   }
 }
 

@@ -4,15 +4,20 @@ from __future__ import annotations
 import base64
 import inspect
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
 
+import azure.functions as func
+import pytest
 from azure.storage.queue import QueueClient
 
+from exports.functions.timer import RETENTION_SCHEDULE
 from exports.local_host import indexed_functions
 from exports.names import CHUNKS_POISON_QUEUE, CHUNKS_QUEUE, SEGMENTS_POISON_QUEUE, SEGMENTS_QUEUE, STORAGE_CONNECTION
-from shared.api import ALL_METHODS
+from tests.support.apphost import HOST_URL, Response
+from tests.support.openapi_contract import check_response
 from tests.support.openapi_contract import document as openapi_document
 from tests.support.profiles import make_segment
 
@@ -20,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[2]
 HTTP_ROUTES = (
     "connections", "connections/{connectionId}",
     "exports", "exports/{exportId}", "exports/{exportId}/runs",
-    "runs/{runId}", "runs/{runId}/cancel",
+    "runs/{runId}", "runs/{runId}/cancel", "runs/{runId}/rejects",
     "openapi.json",
 )
 
@@ -36,10 +41,11 @@ def test_every_function_has_the_trigger_the_pipeline_expects():
     triggers = {name: json.loads(f.get_function_json())["bindings"] for name, f in functions.items()}
 
     http = {name: b[0] for name, b in triggers.items() if b[0]["type"] == "httpTrigger"}
-    # One function per route, taking every method: the function answers 405 with Allow itself,
-    # where the host would give a bare 404 for a method no function declares.
+    # One function per route, declaring no method list: the host then routes every method to it and
+    # the function answers 405 with Allow itself, where the host gives a bare 404 to a method that no
+    # function lists (and a list cannot name TRACE: azure.functions.HttpMethod lacks it).
     assert sorted(b["route"] for b in http.values()) == sorted(HTTP_ROUTES)
-    assert all(set(b["methods"]) == set(ALL_METHODS) for b in http.values())
+    assert all(b.get("methods") is None for b in http.values()), "a method list makes the host 404 every other method"
     assert all(b["authLevel"] == "FUNCTION" for b in http.values())
     documented = {path.removeprefix("/") for path in openapi_document()["paths"]}
     assert documented == set(HTTP_ROUTES), "exports/openapi.json documents exactly the routes the host indexes"
@@ -48,10 +54,30 @@ def test_every_function_has_the_trigger_the_pipeline_expects():
     assert set(queues) == {SEGMENTS_QUEUE, CHUNKS_QUEUE, SEGMENTS_POISON_QUEUE, CHUNKS_POISON_QUEUE}
     assert all(b["connection"] == STORAGE_CONNECTION for _, b in queues.values())
 
-    timers = [b[0] for b in triggers.values() if b[0]["type"] == "timerTrigger"]
-    assert len(timers) == 1
-    assert timers[0]["schedule"] == "%EXPORT_SCHEDULE%", "the schedule comes from the app setting"
-    assert timers[0]["runOnStartup"] is False
+    timers = {name: b[0] for name, b in triggers.items() if b[0]["type"] == "timerTrigger"}
+    assert set(timers) == {"scheduled_exports", "retention_sweep"}
+    assert timers["scheduled_exports"]["schedule"] == "%EXPORT_SCHEDULE%", "the schedule comes from the app setting"
+    assert timers["retention_sweep"]["schedule"] == RETENTION_SCHEDULE
+    assert all(timer["runOnStartup"] is False for timer in timers.values())
+
+
+@pytest.mark.parametrize("method", ["TRACE", "PROPFIND"])
+def test_methods_a_list_could_not_name_reach_every_route_and_get_405_with_allow(method):
+    """TRACE and extension methods reach the functions (no method list) and get the documented 405."""
+    routes = 0
+    for function in index().values():
+        trigger = json.loads(function.get_function_json())["bindings"][0]
+        if trigger["type"] != "httpTrigger":
+            continue
+        routes += 1
+        params = {name: "any-id" for name in re.findall(r"\{(\w+)\}", trigger["route"])}
+        path = "/api/" + trigger["route"].format(**params)
+        request = func.HttpRequest(method, HOST_URL + path, headers={}, route_params=params, body=b"")
+        response = Response.of(function.get_user_function()(request), method, path)
+        assert response.status == 405 and response.body["error"]["code"] == "method_not_allowed", (path, response.body)
+        assert method not in response.headers["Allow"] and response.headers["Allow"]
+        check_response(method, path, response.status, response.headers, response.body)
+    assert routes == len(HTTP_ROUTES)
 
 
 def test_parameter_names_equal_binding_names():
@@ -99,7 +125,7 @@ def test_importing_the_app_opens_no_connection():
         "socket.socket.connect = refuse\n"
         "socket.create_connection = refuse\n"
         "import function_app\n"
-        "assert len(function_app.app.get_functions()) == 13\n"
+        "assert len(function_app.app.get_functions()) == 15\n"
     )
     env = {"PATH": "/usr/bin:/bin", "KEY_VAULT_URL": "https://127.0.0.1:9/", "AzureWebJobsStorage": "UseDevelopmentStorage=true"}
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)

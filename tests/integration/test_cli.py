@@ -3,8 +3,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -22,13 +24,21 @@ def sim():
         yield s
 
 
-def run_cli(azurite, sim, path: Path, *extra: str, env_extra: dict | None = None):
+def cli_env(azurite, sim, env_extra: dict | None = None) -> dict:
     env = {k: v for k, v in os.environ.items() if k != "KEY_VAULT_URL"}
     env.update({"AzureWebJobsStorage": azurite.connection_string, "ACTIVECAMPAIGN_BASE_URL": sim.base_url,
                 "ACTIVECAMPAIGN_API_KEY": KEY, "ACTIVECAMPAIGN_REQUESTS_PER_SECOND": "50",
                 "ACTIVECAMPAIGN_BULK_REQUESTS_PER_MINUTE": "1000", **(env_extra or {})})
-    return subprocess.run([sys.executable, "-m", "exports", "run", str(path), "--host", "cli.api-us1.com",
-                           "--list-id", "7", *extra], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    return env
+
+
+def cli(azurite, sim, *args: str, env_extra: dict | None = None, timeout: float = 300):
+    return subprocess.run([sys.executable, "-m", "exports", *args], cwd=ROOT, env=cli_env(azurite, sim, env_extra),
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def run_cli(azurite, sim, path: Path, *extra: str, env_extra: dict | None = None):
+    return cli(azurite, sim, "run", str(path), "--host", "cli.api-us1.com", "--list-id", "7", *extra, env_extra=env_extra)
 
 
 def test_a_segment_with_bad_rows_exits_1_with_the_status_on_stdout(azurite, sim, tmp_path):
@@ -82,10 +92,10 @@ def segment_blobs(azurite) -> list[str]:
 
 
 @pytest.mark.parametrize("args, env_extra, says", [
-    (("--email", "mail"), {}, "mapping.email: segment blob segment.csv: mapped column 'mail' not found; the columns "
+    (("--email", "mail"), {}, "mapping.email: segment blob segment.csv: mapped column 'mail' not found in the header; the columns "
                               "available are 'Email', 'First Name'"),
     (("--email", "email", "--phone", "telephone"), {}, "mapping.phone: segment blob segment.csv: mapped column "
-                                                       "'telephone' not found"),
+                                                       "'telephone' not found in the header"),
     (("--email", "email"), {"ACTIVECAMPAIGN_API_KEY": "not-the-key-0000"}, "apiKey: ActiveCampaign rejected this API key (403)"),
 ])
 def test_the_key_list_and_columns_are_checked_as_the_api_does_before_anything_is_uploaded(azurite, sim, tmp_path, args,
@@ -106,13 +116,8 @@ def test_the_key_list_and_columns_are_checked_as_the_api_does_before_anything_is
 def test_an_unknown_list_is_named_before_anything_is_uploaded(azurite, sim, tmp_path):
     path = tmp_path / "segment.csv"
     path.write_bytes(csv_bytes([("a@example.com", "A", "B", "", "pro")]))
-    env = {k: v for k, v in os.environ.items() if k != "KEY_VAULT_URL"}
-    env.update({"AzureWebJobsStorage": azurite.connection_string, "ACTIVECAMPAIGN_BASE_URL": sim.base_url,
-                "ACTIVECAMPAIGN_API_KEY": KEY})
     before = segment_blobs(azurite)
-    result = subprocess.run([sys.executable, "-m", "exports", "run", str(path), "--host", "cli.api-us1.com",
-                             "--list-id", "99", "--email", "email"], cwd=ROOT, env=env, capture_output=True, text=True,
-                            timeout=120)
+    result = cli(azurite, sim, "run", str(path), "--host", "cli.api-us1.com", "--list-id", "99", "--email", "email")
     assert result.returncode == 2
     assert "listId: list 99 does not exist in this ActiveCampaign account" in result.stderr
     assert segment_blobs(azurite) == before
@@ -131,3 +136,108 @@ def test_bad_arguments_exit_2_with_a_message(azurite, sim, tmp_path):
 
     result = run_cli(azurite, sim, good, "--email", "Email", env_extra={"EXPORT_CHUNK_SIZE": "lots"})
     assert result.returncode == 2 and "EXPORT_CHUNK_SIZE must be a whole number" in result.stderr
+
+
+def config_counts(azurite) -> tuple[int, int]:
+    from azure.data.tables import TableServiceClient
+
+    tables = TableServiceClient.from_connection_string(azurite.connection_string)
+    return tuple(len(list(tables.get_table_client(name).list_entities(select=["RowKey"])))
+                 for name in ("connections", "exports"))
+
+
+def test_what_a_cli_run_created_is_removed_unless_kept(azurite, sim, tmp_path):
+    path = tmp_path / "segment.csv"
+    path.write_bytes(csv_bytes([("a@example.com", "A", "B", "", "pro")]))
+    assert cli(azurite, sim, "init").returncode == 0
+    before = config_counts(azurite), segment_blobs(azurite)
+
+    assert run_cli(azurite, sim, path, "--email", "email").returncode == 0
+    assert (config_counts(azurite), segment_blobs(azurite)) == before
+
+    kept = run_cli(azurite, sim, path, "--email", "email", "--keep")
+    assert kept.returncode == 0 and "kept: connection" in kept.stderr
+    counts, blobs = config_counts(azurite), segment_blobs(azurite)
+    assert counts == (before[0][0] + 1, before[0][1] + 1) and len(blobs) == len(before[1]) + 1
+
+
+def test_storage_that_does_not_answer_is_said_in_one_line_at_once(azurite, sim, tmp_path):
+    path = tmp_path / "segment.csv"
+    path.write_bytes(csv_bytes([("a@example.com", "A", "B", "", "pro")]))
+    dead = azurite.connection_string.replace(f":{azurite.blob_port}/", ":9/")  # nothing listens on port 9
+    began = time.monotonic()
+    result = run_cli(azurite, sim, path, "--email", "email", env_extra={"AzureWebJobsStorage": dead})
+    assert result.returncode == 2
+    assert time.monotonic() - began < 30, "no 90 s of SDK retries"
+    assert result.stderr.strip().count("\n") == 0, result.stderr
+    assert "does not answer" in result.stderr and "start Azurite" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_cli_run_sends_only_its_own_run(app, azurite, sim, tmp_path):
+    # An earlier run left its messages queued (say its CLI was killed); this run must not send it.
+    files, _ = make_segment(rows=300, blobs=1, seed=8, bad=False)
+    app.upload("stale/" + files[0][0], files[0][1])
+    stale = app.start(app.export(prefix="stale/", mapping={"email": "email"}).id).body["runId"]
+    path = tmp_path / "segment.csv"
+    path.write_bytes(csv_bytes([("own@example.com", "A", "B", "", "pro")]))
+
+    result = run_cli(azurite, sim, path, "--email", "email")
+
+    assert result.returncode == 0, result.stderr
+    assert sim.subscribed("7") == {"own@example.com"}
+    assert app.status(stale)["status"] == "queued", "the other run's messages were left alone"
+    assert app.simulator.stats()["bulk_requests"] == 0
+
+
+def test_ctrl_c_cancels_the_run_prints_its_status_and_exits_130(azurite, tmp_path):
+    files, expected = make_segment(rows=6000, blobs=1, seed=2, bad=False)
+    path = tmp_path / files[0][0]
+    path.write_bytes(files[0][1])
+    # Slow enough (60 imports a minute) that the run is surely still sending when Ctrl-C comes.
+    with ActiveCampaignSimulator(api_keys={KEY}, lists={"7": "CLI"}, requests_per_second=5, bulk_per_minute=60) as slow:
+        env = cli_env(azurite, slow, {"ACTIVECAMPAIGN_REQUESTS_PER_SECOND": "5",
+                                      "ACTIVECAMPAIGN_BULK_REQUESTS_PER_MINUTE": "60"})
+        process = subprocess.Popen([sys.executable, "-m", "exports", "run", str(path), "--host", "cli.api-us1.com",
+                                    "--list-id", "7", "--email", "email"], cwd=ROOT, env=env, text=True,
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        deadline = time.monotonic() + 120
+        while slow.stats()["bulk_accepted"] < 2 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        process.send_signal(signal.SIGINT)
+        stdout, stderr = process.communicate(timeout=180)
+        sent_when_stopped = len(slow.subscribed("7"))
+        time.sleep(2)
+        assert len(slow.subscribed("7")) == sent_when_stopped, "nothing more is sent after the CLI ends"
+
+    assert process.returncode == 130, stderr
+    status = json.loads(stdout)
+    assert status["status"] == "cancelled" and 0 < status["sent"] < expected.contacts
+    assert status["sent"] == sent_when_stopped
+    assert "interrupted: cancelling run" in stderr and "Traceback" not in stderr
+
+
+def test_status_cancel_and_rejects_commands(app, azurite, sim, tmp_path):
+    files, expected = make_segment(rows=500, blobs=1, seed=6)
+    app.upload("cmds/" + files[0][0], files[0][1])
+    export = app.export(prefix="cmds/", mapping={"email": "email"})
+    finished = app.drain(app.start(export.id).body["runId"])
+    env_extra = {"ACTIVECAMPAIGN_API_KEY": KEY}
+
+    status = cli(azurite, sim, "status", finished["runId"], env_extra=env_extra)
+    assert status.returncode == 0 and json.loads(status.stdout) == app.status(finished["runId"])
+
+    out = tmp_path / "rejects.csv"
+    rejects = cli(azurite, sim, "rejects", finished["runId"], "-o", str(out), env_extra=env_extra)
+    assert rejects.returncode == 0, rejects.stderr
+    written = out.read_bytes().decode("utf-8")
+    assert written == app.request("GET", f"/api/runs/{finished['runId']}/rejects").body
+    assert len(written.splitlines()) == expected.rejected + 1
+
+    refused = cli(azurite, sim, "cancel", finished["runId"], env_extra=env_extra)
+    assert refused.returncode == 2 and "already finished" in refused.stderr
+
+    queued = app.start(export.id).body["runId"]
+    cancelled = cli(azurite, sim, "cancel", queued, env_extra=env_extra)
+    assert cancelled.returncode == 0, cancelled.stderr
+    assert app.ctx.runs.get_run(queued).cancellation is not None
+    assert cli(azurite, sim, "status", "no-such-run", env_extra=env_extra).returncode == 2

@@ -33,7 +33,9 @@ def assert_run_matches(status: dict, expected, trigger: str, export_id: str) -> 
     assert status["chunks"]["total"] >= 1
     assert status["chunks"] == {"total": status["chunks"]["total"], "succeeded": status["chunks"]["total"], "failed": 0}
     assert status["startedAt"] <= status["finishedAt"]
-    assert status["errors"] == []
+    assert status["rejectedByReason"] == expected.rejected_by_reason
+    assert sum(status["rejectedByReason"].values()) == status["rejected"]
+    assert len(status["errors"]) == 1 and status["errors"][0].startswith(f"{expected.rejected} rows were rejected (")
     assert status["rejectsBlob"] == f"{RUNS_CONTAINER}/{status['runId']}/rejects.csv"
 
 
@@ -64,7 +66,7 @@ def test_http_run_sends_the_exact_segment_and_reports_every_figure(app):
     assert app.simulator.contact(some_email)["first_name"] == expected.first_names[some_email]
     rejects = read_rejects(app, status)
     assert len(rejects) == expected.rejected
-    assert {r["blob"] for r in rejects} <= {"http/" + name for name, _ in files}
+    assert {r["blob"] for r in rejects} <= {name for name, _ in files}, "blob names are relative to the prefix"
     assert all(r["reason"] and r["row"].isdigit() for r in rejects)
     assert any("email is not valid" in r["reason"] for r in rejects)
     assert any(r["reason"] == "email is empty" for r in rejects)

@@ -85,7 +85,7 @@ def test_a_run_cancelled_while_chunks_are_queued_finishes_cancelled_with_what_wa
     assert status["status"] == "cancelled" and status["finishedAt"]
     assert status["sent"] == sent_before == len(app.simulator.subscribed("3"))
     assert status["chunks"] == {"total": len(chunks), "succeeded": 1, "failed": len(chunks) - 1}
-    assert status["errors"] == ["the run was cancelled before this chunk was sent"]
+    assert status["errors"] == [f"the run was cancelled before this chunk was sent ({len(chunks) - 1} chunks)"]
     assert status["cancellation"] == {"requestedBy": "contributor@example.com", "requestedAt": status["cancellation"]["requestedAt"],
                                       "reason": "cancelled by contributor@example.com"}
     # The queued chunk messages are delivered later and send nothing.

@@ -153,7 +153,7 @@ def test_contacts_activecampaign_refuses_go_to_the_rejects_and_the_rest_is_sent(
         assert f"{email},refused by ActiveCampaign: Field 'email' incorrect format" in text
 
 
-def test_a_rejected_api_key_fails_the_chunk_at_once(app, vault):
+def test_a_rejected_api_key_fails_the_run_before_its_segment_is_read(app, vault):
     segment(app, "badkey/", rows=500, blobs=1, bad=False)
     export, run_id = start(app, "badkey/")
     connection = app.ctx.config.get_connection(export.connectionId)
@@ -163,20 +163,41 @@ def test_a_rejected_api_key_fails_the_chunk_at_once(app, vault):
     status = app.drain(run_id)
 
     assert status["status"] == "failed"
-    assert app.host.calls[CHUNKS_QUEUE] == 1, "no retry for a key ActiveCampaign rejected"
+    assert (status["rows"], status["chunks"]["total"]) == (0, 0), "the segment was not even read"
+    assert app.host.calls[SEGMENTS_QUEUE] == 1, "no retry for a key ActiveCampaign rejected"
     assert "ActiveCampaign rejected the API key" in status["errors"][0]
     assert app.simulator.stats()["forbidden"] == 1
 
 
-def test_a_list_that_does_not_exist_fails_the_chunk_with_its_id(app):
-    segment(app, "nolist/", rows=500, blobs=1, bad=False)
+def test_a_list_that_does_not_exist_fails_the_run_with_its_id_before_the_segment_is_read(app):
+    segment(app, "nolist/", rows=500, blobs=3, bad=False)
     _, run_id = start(app, "nolist/", list_id="99")
 
     status = app.drain(run_id)
 
     assert status["status"] == "failed"
+    assert status["rows"] == 0 and status["chunks"]["total"] == 0
     assert "list 99 does not exist in this ActiveCampaign account" in status["errors"][0]
     assert app.simulator.stats()["bulk_requests"] == 0
+
+
+def test_a_list_deleted_after_the_split_fails_the_chunks_once_with_their_count(app):
+    segment(app, "lostlist/", rows=6000, blobs=1, bad=False)
+    app.ctx.settings = app.ctx.settings.__class__(**{**app.ctx.settings.__dict__, "chunk_size": 1000})
+    _, run_id = start(app, "lostlist/")
+    for _ in range(10):  # split only
+        if app.ctx.runs.get_run(run_id).phase.value != "splitting":
+            break
+        app.host.step(queues=(SEGMENTS_QUEUE,))
+    app.simulator.delete_list("3")
+    app.ctx.accounts.close()
+    app.ctx.accounts._lists_checked.clear()  # no list check remembered from the split: every chunk asks
+
+    status = app.drain(run_id)
+
+    chunks = status["chunks"]["total"]
+    assert chunks > 1 and status["chunks"]["failed"] == chunks
+    assert status["errors"] == [f"list 3 does not exist in this ActiveCampaign account ({chunks} chunks)"]
 
 
 @pytest.mark.parametrize("throttle_status", [429, 503])

@@ -278,6 +278,12 @@ class ActiveCampaignSimulator:
         with self._lock:
             self._fail_rules.append(_FailRule(count, status, path_prefix))
 
+    def delete_list(self, list_id: str) -> None:
+        """An ActiveCampaign user deletes the list: it answers 404 from now on."""
+        with self._lock:
+            self._lists.pop(str(list_id))
+            self._memberships.pop(str(list_id), None)
+
     # ---- inspection --------------------------------------------------------------------------
     def subscribed(self, list_id: str) -> set[str]:
         with self._lock:

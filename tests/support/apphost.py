@@ -54,6 +54,8 @@ class Response:
         if response.mimetype and not any(k.lower() == "content-type" for k in headers):
             # The host writes Content-Type from the response's mimetype and charset.
             headers["Content-Type"] = response.mimetype + (f"; charset={response.charset}" if response.charset else "")
+        if response.mimetype == "text/csv":
+            return cls(response.status_code, headers, raw.decode("utf-8"), method.upper(), path)
         return cls(response.status_code, headers, json.loads(raw) if raw else None, method.upper(), path)
 
 

@@ -99,6 +99,10 @@ def check_response(method: str, path: str, status: int, headers: dict, body) -> 
             raise ContractError(f"{where}: the document says no body, the response has one")
         return
     content_type = lower.get("content-type", "")
+    if "text/csv" in content and content_type.startswith("text/csv"):
+        if not isinstance(body, str):
+            raise ContractError(f"{where}: the document says a CSV body, the response has {type(body).__name__}")
+        return
     if not content_type.startswith("application/json"):
         raise ContractError(f"{where}: Content-Type {content_type!r}, the document says application/json")
     schema = {"$ref": f"{_BASE}#{pointer}/content/application~1json/schema"}

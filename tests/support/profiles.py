@@ -26,12 +26,17 @@ class Expected:
     rows: int = 0
     emails: set[str] = field(default_factory=set)  # what must reach the list, normalised
     rejected: int = 0
+    rejected_by_reason: dict[str, int] = field(default_factory=dict)  # what the status document must count
     duplicates: int = 0
     first_names: dict[str, str] = field(default_factory=dict)  # email -> first name of its first row
 
     @property
     def contacts(self) -> int:
         return len(self.emails)
+
+    def reject(self, reason: str) -> None:
+        self.rejected += 1
+        self.rejected_by_reason[reason] = self.rejected_by_reason.get(reason, 0) + 1
 
 
 def _rows(count: int, rng: random.Random, expected: Expected, start: int, bad: bool):
@@ -41,13 +46,13 @@ def _rows(count: int, rng: random.Random, expected: Expected, start: int, bad: b
         expected.rows += 1
         roll = rng.random() if bad else 1.0
         if roll < 0.02:
-            expected.rejected += 1
+            expected.reject("email_invalid")
             yield (f"not-an-email-{n}", "Bad", "Email", "", "free")
         elif roll < 0.03:
-            expected.rejected += 1
+            expected.reject("email_missing")
             yield ("", "No", "Email", "", "free")
         elif roll < 0.035:
-            expected.rejected += 1
+            expected.reject("row_unreadable")
             yield (f"short{n}@example.com", "Too few fields")
         elif roll < 0.07 and seen:
             expected.duplicates += 1

@@ -7,6 +7,7 @@ azure.functions; shared/ is plumbing any function app could reuse and imports no
 from __future__ import annotations
 
 import ast
+import functools
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -14,6 +15,7 @@ ROOT = Path(__file__).resolve().parents[2]
 HTTP_PLUMBING = {"shared/api.py", "shared/http.py"}
 
 
+@functools.cache
 def imports() -> dict[str, set[str]]:
     found = {}
     for path in [*ROOT.glob("exports/**/*.py"), *ROOT.glob("shared/**/*.py"), ROOT / "function_app.py"]:

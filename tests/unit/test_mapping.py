@@ -132,3 +132,52 @@ def test_a_value_over_the_limit_rejects_the_row_with_a_reason(field):
     assert contact is None
     assert field in reason and str(LIMIT) in reason
 
+
+
+CONTROL_CHARACTERS = ["\x00", "\x01", "\x08", "\x0b", "\x0c", "\x1b", "\x1f", "\x7f", "\x80", "\x85", "\x9f"]
+
+
+@pytest.mark.parametrize("char", CONTROL_CHARACTERS, ids=[f"U+{ord(c):04X}" for c in CONTROL_CHARACTERS])
+@pytest.mark.parametrize("field", ["email", "firstName", "lastName", "phone"])
+def test_a_control_character_in_a_mapped_value_rejects_the_row_naming_the_field(field, char):
+    values = {"email": "ann@example.com", "firstName": "Ann", "lastName": "Lee", "phone": "+1 555"}
+    values[field] = values[field][:2] + char + values[field][2:]
+    contact, reason = to_contact(values)
+    assert contact is None
+    assert reason.startswith(field) and f"U+{ord(char):04X}" in reason
+
+
+def test_tabs_and_the_line_breaks_of_a_quoted_field_are_kept():
+    contact, reason = to_contact({"email": "ann@example.com", "firstName": "Ann\tMarie", "lastName": "two\r\nlines"})
+    assert reason is None
+    assert (contact["first_name"], contact["last_name"]) == ("Ann\tMarie", "two\r\nlines")
+
+
+@pytest.mark.parametrize("field", ["email", "firstName", "lastName", "phone"])
+def test_a_lone_surrogate_in_a_mapped_value_rejects_the_row_with_a_reason(field):
+    values = {"email": "ann@example.com", "firstName": "Ann", "lastName": "Lee", "phone": "+1 555"}
+    values[field] = "\ud83d" + values[field]  # half of 😀, as a JSON "\ud83d" escape gives it
+    contact, reason = to_contact(values)
+    assert contact is None
+    assert reason.startswith(field) and "surrogate" in reason and "U+D83D" in reason
+
+
+@pytest.mark.parametrize("field", ["email", "firstName"])
+def test_bytes_that_were_not_utf8_reject_the_row(field):
+    values = {"email": "ann@example.com", "firstName": "Ann"}
+    values[field] = values[field] + "\udcff"  # how the reader decodes the byte 0xFF
+    contact, reason = to_contact(values)
+    assert contact is None
+    assert reason.startswith(field) and "UTF-8" in reason
+
+
+@pytest.mark.parametrize("raw", ["user@bücher.example", "User@BÜCHER.Example", " user@xn--bcher-kva.example "])
+def test_an_internationalised_domain_is_sent_in_its_ascii_form_and_is_one_email(raw):
+    assert to_contact({"email": raw}) == ({"email": "user@xn--bcher-kva.example"}, None)
+
+
+def test_the_reason_for_an_invalid_email_is_bounded():
+    # The validator lists every distinct character it refuses: thousands of them make a long message.
+    local_part = "".join(chr(0x100 + i) for i in range(3000))
+    contact, reason = to_contact({"email": f"{local_part}@example.com"})
+    assert contact is None and reason.startswith("email is not valid") and len(reason) < 300

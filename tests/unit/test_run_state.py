@@ -29,7 +29,9 @@ RUN = Run(id="r1", export_id="e1", connection_id="c1", hostname="acct.api-us1.co
 
 
 def segment(index, status=SegmentStatus.SPLIT, rows=0, rejected=0, error=None) -> Segment:
-    return Segment(run_id="r1", index=index, status=status.value, rows=rows, rejected=rejected, error=error)
+    # The splitter counts every rejected row under a reason; these are all unreadable rows.
+    return Segment(run_id="r1", index=index, status=status.value, rows=rows, rejected=rejected, error=error,
+                   rejected_by_reason={"row_unreadable": rejected} if rejected else {})
 
 
 def chunk(index, status=ChunkStatus.SUCCEEDED, records=0, contacts=None, sent=0, rejected=0, duplicates=0, error=None):
@@ -49,7 +51,8 @@ def test_totals_sum_every_piece_and_count_chunks_by_status():
          chunk(2, status=ChunkStatus.QUEUED, records=25)],  # not read by a worker yet: its records count
     ).totals()
     assert totals == Totals(rows=150, contacts=135, sent=69, rejected=6, duplicates=10, chunks_total=3,
-                            chunks_succeeded=1, chunks_failed=1)
+                            chunks_succeeded=1, chunks_failed=1,
+                            rejected_by_reason={"row_unreadable": 5, "refused_by_activecampaign": 1})
 
 
 def test_a_final_run_reports_the_totals_it_recorded_not_a_new_sum():
@@ -64,11 +67,19 @@ def test_totals_round_trip_through_their_document():
 
 
 def test_errors_of_a_running_run_come_from_the_run_then_each_piece_once_and_are_capped():
-    pieces = [chunk(i, error="chunk failed: the list is gone") for i in range(3)]
-    pieces += [chunk(10 + i, error=f"chunk {i}: other") for i in range(30)]
+    pieces = [chunk(i, error="the list is gone") for i in range(3)] + [chunk(3, error="only once")]
+    pieces += [chunk(10 + i, error=f"other {i}") for i in range(30)]
     errors = view([segment(0, error="seg-0 broken")], pieces, errors=("the run's own",)).errors()
-    assert errors[:3] == ["the run's own", "seg-0 broken", "chunk failed: the list is gone"]
+    assert errors[:4] == ["the run's own", "seg-0 broken", "the list is gone (3 chunks)", "chunk 3: only once"]
     assert len(errors) == MAX_ERRORS and len(set(errors)) == MAX_ERRORS
+
+
+def test_rejected_rows_are_always_named_in_the_errors_with_their_classes():
+    errors = view([segment(0, rows=10, rejected=2)], [chunk(0, contacts=8, sent=7, rejected=1)]).errors()
+    assert errors == ["3 rows were rejected (refused_by_activecampaign 1, row_unreadable 2): each is in the rejects "
+                      "report with its reason"]
+    assert view([segment(0, rows=10, rejected=1)]).errors()[0].startswith("1 row was rejected")
+    assert view([segment(0, rows=10)]).errors() == []
 
 
 def test_a_final_run_shows_only_the_errors_it_recorded():
@@ -105,7 +116,7 @@ def test_the_status_document_has_every_figure_and_the_cancellation():
                      finished_at="2030-01-01T00:02:00.000Z", errors=("stopped",), rejects_blob=None)
     assert status_document(cancelled) == {
         "runId": "r1", "exportId": "e1", "trigger": "http", "status": "cancelled", "rows": 3, "contacts": 3, "sent": 3,
-        "rejected": 0, "duplicates": 0, "chunks": {"total": 1, "succeeded": 1, "failed": 0},
+        "rejected": 0, "rejectedByReason": {}, "duplicates": 0, "chunks": {"total": 1, "succeeded": 1, "failed": 0},
         "startedAt": "2030-01-01T00:00:00.000Z", "finishedAt": "2030-01-01T00:02:00.000Z", "errors": ["stopped"],
         "rejectsBlob": None,
         "cancellation": {"requestedBy": "admin@example.com", "requestedAt": "2030-01-01T00:01:00.000Z",
