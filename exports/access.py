@@ -44,13 +44,13 @@ def may_use(caller: Caller, connection: Connection | None) -> bool:
 
 
 def find_connection(ctx: AppContext, connection_id: object) -> Connection | None:
-    if not isinstance(connection_id, str) or not RECORD_ID.match(connection_id):
+    if not isinstance(connection_id, str) or not RECORD_ID.fullmatch(connection_id):
         return None
     return ctx.config.find_connection(connection_id)
 
 
 def find_export(ctx: AppContext, export_id: str) -> Export | None:
-    if not RECORD_ID.match(export_id):
+    if not RECORD_ID.fullmatch(export_id):
         return None
     return ctx.config.find_export(export_id)
 
@@ -90,7 +90,7 @@ def may_read_run(ctx: AppContext, caller: Caller, run: Run, lookup: Lookup | Non
 
 def run_for(ctx: AppContext, caller: Caller, run_id: str) -> Run:
     require_role(ctx, caller)
-    run = ctx.runs.get_run(run_id) if RECORD_ID.match(run_id) else None
+    run = ctx.runs.get_run(run_id) if RECORD_ID.fullmatch(run_id) else None
     if run is None or not may_read_run(ctx, caller, run):
         raise RunNotFound(run_id)
     return run

@@ -55,9 +55,9 @@ def export_problems(display_name: object, list_id: object, container: object, pr
     problems = []
     if not isinstance(display_name, str) or not display_name.strip():
         problems.append({"field": "displayName", "message": "is required"})
-    if not isinstance(list_id, (str, int)) or isinstance(list_id, bool) or not _LIST_ID.match(str(list_id).strip()):
+    if not isinstance(list_id, (str, int)) or isinstance(list_id, bool) or not _LIST_ID.fullmatch(str(list_id).strip()):
         problems.append({"field": "listId", "message": "must be the numeric id of an ActiveCampaign list, e.g. \"3\""})
-    if not isinstance(container, str) or not _CONTAINER.match(container):
+    if not isinstance(container, str) or not _CONTAINER.fullmatch(container):
         problems.append({"field": "segment.container",
                          "message": "must be a blob container name: 3-63 lower-case letters, digits and single dashes"})
     elif container in RESERVED_CONTAINERS or container.startswith(RESERVED_CONTAINER_PREFIXES):

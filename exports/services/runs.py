@@ -90,7 +90,7 @@ def list_runs(ctx: AppContext, caller: Caller, export_id: str, limit: int) -> li
     access.require_role(ctx, caller)
     export = access.find_export(ctx, export_id)
     if export is None:
-        if not caller.is_admin or not access.RECORD_ID.match(export_id):
+        if not caller.is_admin or not access.RECORD_ID.fullmatch(export_id):
             raise ExportNotFound(export_id)
     elif not access.may_use(caller, access.find_connection(ctx, export.connectionId)):
         raise ExportNotFound(export_id)
