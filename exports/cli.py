@@ -208,6 +208,8 @@ class _Created:
         self.segment_blob: str | None = None
 
     def remove(self) -> None:
+        from azure.core.exceptions import AzureError
+
         from exports.errors import ExportsError
         from exports.names import SEGMENTS_CONTAINER
         from exports.services import connections, exports
@@ -219,7 +221,7 @@ class _Created:
                 exports.delete_export(self.ctx, self.caller, self.export_id)
             if self.connection_id:
                 connections.delete_connection(self.ctx, self.caller, self.connection_id, force=True)
-        except (ExportsError, OSError) as error:
+        except (ExportsError, AzureError) as error:
             print(f"warning: could not remove what this run created ({error}); see `--keep` in the README",
                   file=sys.stderr)
 

@@ -147,6 +147,10 @@ class MissingInAccount(Fatal):
     """ActiveCampaign answered 404: the account has no such list (or no such API at this host)."""
 
 
+class AddressNotPublic(Fatal):
+    """The hostname resolves to an address off the public internet; nothing was sent to it."""
+
+
 class Unreachable(Fatal):
     """ActiveCampaign has not answered at all for longer than the app waits (ACTIVECAMPAIGN_UNREACHABLE_SECONDS)."""
 

@@ -23,7 +23,7 @@ from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.exceptions import ConnectTimeoutError, NameResolutionError, NewConnectionError
 from urllib3.util.connection import allowed_gai_family, create_connection
 
-from exports.errors import Fatal, ImportRejected, KeyRejected, MissingInAccount, Transient
+from exports.errors import AddressNotPublic, Fatal, ImportRejected, KeyRejected, MissingInAccount, Transient
 
 log = logging.getLogger(__name__)
 
@@ -46,10 +46,6 @@ def import_payload(contacts: list[dict], list_id: str) -> bytes:
 def contact_cost(contact: dict, list_id: str) -> int:
     """Bytes one contact adds to an import body, so batches can be cut under MAX_IMPORT_BYTES exactly."""
     return len(import_payload([contact], list_id)) - len(import_payload([], list_id)) + 1  # +1 for the comma
-
-
-class AddressNotPublic(Fatal):
-    """The hostname resolves to an address off the public internet; nothing was sent to it."""
 
 
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")

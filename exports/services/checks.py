@@ -9,12 +9,12 @@ from typing import TYPE_CHECKING
 
 from azure.core.exceptions import AzureError
 
-from exports.activecampaign.client import AddressNotPublic
 from exports.errors import (
     ActiveCampaignError,
     ActiveCampaignFailed,
     ActiveCampaignThrottled,
     ActiveCampaignUnreachable,
+    AddressNotPublic,
     ConnectionUnusable,
     Invalid,
     KeyRejected,

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import pytest
 
-from exports.activecampaign.client import ActiveCampaignClient, AddressNotPublic, is_public_address
-from exports.errors import Transient
+from exports.activecampaign.client import ActiveCampaignClient, is_public_address
+from exports.errors import AddressNotPublic, Transient
 from tests.unit.name_resolution import resolving
 
 KEY = "unit-key-DO-NOT-LEAK-1234"
