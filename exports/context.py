@@ -15,12 +15,13 @@ from azure.core.exceptions import ResourceExistsError
 
 from exports.activecampaign.accounts import Accounts
 from exports.activecampaign.backoff import Backoff
-from exports.names import CONTAINERS, QUEUES, RUNS_CONTAINER, TABLES
+from exports.names import CONTAINERS, QUEUES, RUNS_CONTAINER, SYNC_STATE_CONTAINER, TABLES
 from exports.settings import Settings
 from exports.store.config import ConfigStore
 from exports.store.history import RunHistory
 from exports.store.lock import ActiveRunLock
 from exports.store.runs import RunStore
+from exports.store.sync_state import SyncStateStore
 from shared.clock import utc_now
 from shared.secrets import CachedSecrets, KeyVaultSecrets, LocalSecrets, SecretBackend, key_vault_client
 from shared.storage import StorageClients, storage_clients
@@ -35,6 +36,7 @@ class AppContext:
     runs: RunStore
     history: RunHistory
     lock: ActiveRunLock
+    sync: SyncStateStore
     accounts: Accounts
     backoff: Backoff
     clock: Callable[[], str]
@@ -66,6 +68,7 @@ def build_context(settings: Settings | None = None, secret_backend: SecretBacken
     return AppContext(
         settings=settings, storage=storage, secrets=secrets, config=ConfigStore(storage.tables), runs=runs,
         history=RunHistory(storage.tables), lock=ActiveRunLock(storage.tables, runs),
+        sync=SyncStateStore(storage.blobs.get_container_client(SYNC_STATE_CONTAINER)),
         accounts=Accounts(secrets, storage.tables, base_url_override=settings.activecampaign_base_url,
                           timeout_seconds=settings.request_timeout_seconds,
                           requests_per_second=settings.requests_per_second,

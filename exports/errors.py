@@ -61,6 +61,10 @@ class RejectsNotFound(NotFound):
     kind = "rejects report"
 
 
+class PreviewNotFound(NotFound):
+    kind = "preview"
+
+
 class PieceNotFound(NotFound):
     """A segment or chunk row of a run that does not exist (the run was removed, or never planned it)."""
 
@@ -97,6 +101,10 @@ class ConnectionUnusable(Conflict):
 
 class RejectsTooLarge(Conflict):
     """The rejects report is larger than one HTTP answer may carry; the CLI fetches any size."""
+
+
+class PreviewTooLarge(Conflict):
+    """A dry run's preview is larger than one HTTP answer may carry; the CLI fetches any size."""
 
 
 class RunFinished(Conflict):

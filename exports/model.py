@@ -66,7 +66,15 @@ class RejectReason(StrEnum):
     EMAIL_MISSING = "email_missing"
     EMAIL_INVALID = "email_invalid"
     VALUE_INVALID = "value_invalid"  # a name or phone that cannot be sent as it is
-    REFUSED_BY_ACTIVECAMPAIGN = "refused_by_activecampaign"
+    REFUSED_BY_ACTIVECAMPAIGN = "refused_by_activecampaign"  # the import request refused the row
+    IMPORT_FAILED = "import_failed"  # queued, then reported failed when ActiveCampaign processed the import
+
+
+class RunMode(StrEnum):
+    """What a run sends: only contacts new or changed since the export's sync state, or everyone."""
+
+    INCREMENTAL = "incremental"
+    FULL = "full"  # everyone is sent and the sync state rebuilt from what ActiveCampaign took
 
 
 class Trigger(StrEnum):
@@ -152,6 +160,11 @@ class Totals:
     rejected: int = 0
     rejected_by_reason: dict[str, int] = field(default_factory=dict)  # RejectReason -> rows
     duplicates: int = 0
+    added: int = 0  # sent: not in the sync state
+    updated: int = 0  # sent: in the sync state with other values (or every one of them in a full run)
+    unchanged: int = 0  # in the sync state with the same values: nothing sent
+    left: int = 0  # in the sync state, no longer in the segment
+    unconfirmed: int = 0  # sent, but ActiveCampaign had not processed their import in time: sent again next run
     chunks_total: int = 0
     chunks_succeeded: int = 0
     chunks_failed: int = 0
@@ -159,6 +172,8 @@ class Totals:
     def to_document(self) -> dict:
         return {"rows": self.rows, "contacts": self.contacts, "sent": self.sent, "rejected": self.rejected,
                 "rejectedByReason": dict(sorted(self.rejected_by_reason.items())), "duplicates": self.duplicates,
+                "added": self.added, "updated": self.updated, "unchanged": self.unchanged, "left": self.left,
+                "unconfirmed": self.unconfirmed,
                 "chunks": {"total": self.chunks_total, "succeeded": self.chunks_succeeded, "failed": self.chunks_failed}}
 
     @classmethod
@@ -166,6 +181,8 @@ class Totals:
         chunks = doc.get("chunks", {})
         return cls(rows=doc["rows"], contacts=doc["contacts"], sent=doc["sent"], rejected=doc["rejected"],
                    rejected_by_reason=dict(doc.get("rejectedByReason", {})), duplicates=doc["duplicates"],
+                   added=doc.get("added", 0), updated=doc.get("updated", 0), unchanged=doc.get("unchanged", 0),
+                   left=doc.get("left", 0), unconfirmed=doc.get("unconfirmed", 0),
                    chunks_total=chunks.get("total", 0), chunks_succeeded=chunks.get("succeeded", 0),
                    chunks_failed=chunks.get("failed", 0))
 
@@ -198,12 +215,16 @@ class Run:
     started_at_ms: int
     segments_total: int
     buckets: int
+    mode: RunMode = RunMode.INCREMENTAL
+    dry_run: bool = False  # works out what would be sent, writes the preview, sends nothing, keeps the state
+    state_id: str = ""  # which sync state of the export the run compares with (exports/store/sync_state.py)
     segments_enqueued: bool = False
     errors: tuple[str, ...] = ()
     cancellation: Cancellation | None = None
     finished_at: str | None = None
     totals: Totals | None = None  # recorded once the run is final
     rejects_blob: str | None = None
+    preview_blob: str | None = None  # a dry run's preview report
     etag: str | None = field(default=None, compare=False)
 
     @property
@@ -246,6 +267,23 @@ class Segment(Piece):
 
 
 @dataclass(frozen=True)
+class PendingImport:
+    """A bulk import ActiveCampaign queued, whose outcome (import/info) is still to be read."""
+
+    position: int  # of its first contact among the chunk's contacts to send
+    count: int
+    batch_id: str
+    sent_at: float  # wall-clock seconds
+
+    def to_document(self) -> list:
+        return [self.position, self.count, self.batch_id, self.sent_at]
+
+    @classmethod
+    def from_document(cls, doc: list) -> PendingImport:
+        return cls(int(doc[0]), int(doc[1]), str(doc[2]), float(doc[3]))
+
+
+@dataclass(frozen=True)
 class Chunk(Piece):
     """One bucket of the run's contacts, sent by one worker with a checkpoint after every batch."""
 
@@ -253,9 +291,19 @@ class Chunk(Piece):
     records: int = 0  # contacts the splitters put in the bucket, duplicates included
     contacts: int | None = None  # distinct contacts, once a worker has read the bucket
     duplicates: int = 0
-    position: int = 0  # contacts of the bucket done so far (the checkpoint)
+    position: int = 0  # contacts to send done so far (the checkpoint)
     sent: int = 0
-    rejected: int = 0
+    rejected: int = 0  # refused by the import request
+    failed: int = 0  # reported failed once ActiveCampaign processed the import
+    unconfirmed: int = 0
+    added: int = 0  # the comparison with the sync state, recorded when the chunk is claimed
+    updated: int = 0
+    unchanged: int = 0
+    left: int = 0
+    compared: bool = False  # the figures above are recorded
+    pending: tuple[PendingImport, ...] = ()  # imports sent whose outcome is not known yet
+    committing: bool = False  # every outcome is known: the sync state's shards are being written
+    committed_shards: int = 0  # of the chunk's shards, in order
     claim: str | None = None
 
     @property
@@ -283,11 +331,17 @@ class RunView:
             rows=sum(s.rows for s in self.segments),
             contacts=sum(c.records if c.contacts is None else c.contacts for c in self.chunks),
             sent=sum(c.sent for c in self.chunks),
-            rejected=sum(s.rejected for s in self.segments) + sum(c.rejected for c in self.chunks),
+            rejected=sum(s.rejected for s in self.segments) + sum(c.rejected + c.failed for c in self.chunks),
             rejected_by_reason=_add_counts(
                 [s.rejected_by_reason for s in self.segments]
-                + [{RejectReason.REFUSED_BY_ACTIVECAMPAIGN.value: c.rejected} for c in self.chunks if c.rejected]),
+                + [{RejectReason.REFUSED_BY_ACTIVECAMPAIGN.value: c.rejected} for c in self.chunks if c.rejected]
+                + [{RejectReason.IMPORT_FAILED.value: c.failed} for c in self.chunks if c.failed]),
             duplicates=sum(c.duplicates for c in self.chunks),
+            added=sum(c.added for c in self.chunks),
+            updated=sum(c.updated for c in self.chunks),
+            unchanged=sum(c.unchanged for c in self.chunks),
+            left=sum(c.left for c in self.chunks),
+            unconfirmed=sum(c.unconfirmed for c in self.chunks),
             chunks_total=len(self.chunks),
             chunks_succeeded=sum(c.state is ChunkStatus.SUCCEEDED for c in self.chunks),
             chunks_failed=sum(c.state is ChunkStatus.FAILED for c in self.chunks),

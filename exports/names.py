@@ -11,7 +11,9 @@ QUEUES = (SEGMENTS_QUEUE, CHUNKS_QUEUE, SEGMENTS_POISON_QUEUE, CHUNKS_POISON_QUE
 RUNS_CONTAINER = "export-runs"
 # Where the customer-data platform lands segments by default; an export may name any container.
 SEGMENTS_CONTAINER = "segments"
-CONTAINERS = (RUNS_CONTAINER, SEGMENTS_CONTAINER)
+# Each export's sync state: what it last delivered to its list, a digest per contact, in shards.
+SYNC_STATE_CONTAINER = "export-sync-state"
+CONTAINERS = (RUNS_CONTAINER, SEGMENTS_CONTAINER, SYNC_STATE_CONTAINER)
 
 CONNECTIONS_TABLE = "connections"
 EXPORTS_TABLE = "exports"

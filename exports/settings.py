@@ -38,6 +38,10 @@ PRODUCT_SETTINGS: tuple[Setting, ...] = (
     Setting("ACTIVECAMPAIGN_UNREACHABLE_SECONDS", "120",
             "How long a check or a chunk keeps retrying when ActiveCampaign does not answer at all (connection refused, "
             "no DNS answer, time-outs) before it fails with the host's name."),
+    Setting("ACTIVECAMPAIGN_OUTCOME_WAIT_SECONDS", "300",
+            "How long a chunk waits for ActiveCampaign to process its bulk imports (read with import/info) before it "
+            "stops waiting: contacts of an import still unprocessed then are counted as unconfirmed, left out of the "
+            "sync state and sent again by the next run."),
     Setting("ACTIVECAMPAIGN_BASE_URL", None,
             "Local development and tests only: replaces https://{hostname} of every connection, "
             "e.g. http://127.0.0.1:8800 for the simulator.", "local"),
@@ -83,6 +87,7 @@ class Settings:
     retention_days: int
     request_timeout_seconds: float
     unreachable_seconds: float
+    outcome_wait_seconds: float
     requests_per_second: int
     bulk_requests_per_minute: int
     activecampaign_base_url: str | None
@@ -104,6 +109,7 @@ class Settings:
             retention_days=positive_int(get, "EXPORT_RETENTION_DAYS"),
             request_timeout_seconds=positive_float(get, "ACTIVECAMPAIGN_REQUEST_TIMEOUT_SECONDS"),
             unreachable_seconds=positive_float(get, "ACTIVECAMPAIGN_UNREACHABLE_SECONDS"),
+            outcome_wait_seconds=positive_float(get, "ACTIVECAMPAIGN_OUTCOME_WAIT_SECONDS"),
             requests_per_second=positive_int(get, "ACTIVECAMPAIGN_REQUESTS_PER_SECOND"),
             bulk_requests_per_minute=positive_int(get, "ACTIVECAMPAIGN_BULK_REQUESTS_PER_MINUTE"),
             activecampaign_base_url=(get("ACTIVECAMPAIGN_BASE_URL") or "").rstrip("/") or None,

@@ -19,7 +19,7 @@ param exportSchedule string = '0 0 3 * * *'
 @minValue(250)
 param exportChunkSize int = 5000
 
-@description('EXPORT_RETENTION_DAYS: days a finished run\'s history and rejects report are kept; the storage lifecycle policy deletes run files a week after that as a backstop.')
+@description('EXPORT_RETENTION_DAYS: days a finished run\'s history and reports (rejects, dry-run preview) are kept; the storage lifecycle policy deletes run files a week after that as a backstop.')
 @minValue(1)
 param exportRetentionDays int = 30
 
@@ -38,6 +38,10 @@ param activecampaignBulkRequestsPerMinute int = 100
 @description('ACTIVECAMPAIGN_UNREACHABLE_SECONDS: how long a check or a chunk retries when ActiveCampaign does not answer at all.')
 @minValue(1)
 param activecampaignUnreachableSeconds int = 120
+
+@description('ACTIVECAMPAIGN_OUTCOME_WAIT_SECONDS: how long a chunk waits for ActiveCampaign to process its bulk imports; contacts still unprocessed then are unconfirmed and sent again by the next run.')
+@minValue(1)
+param activecampaignOutcomeWaitSeconds int = 300
 
 @description('ACTIVECAMPAIGN_REQUEST_TIMEOUT_SECONDS: connect and read timeout of each ActiveCampaign request.')
 @minValue(1)
@@ -104,9 +108,12 @@ var prefix = toLower(namePrefix)
 var pythonVersion = '3.11'
 
 // Storage resources the app names (exports/names.py); tests/test_infra.py compares them.
+// export-runs comes first: the storage module's lifecycle rule deletes old run files in it. The
+// export-sync-state container (each export's sync state) is kept as long as its export: no rule.
 var blobContainers = [
   'export-runs'
   'segments'
+  'export-sync-state'
 ]
 var storageQueues = [
   'export-segments'
@@ -197,6 +204,7 @@ var appSettings = {
   ACTIVECAMPAIGN_BULK_REQUESTS_PER_MINUTE: string(activecampaignBulkRequestsPerMinute)
   ACTIVECAMPAIGN_REQUEST_TIMEOUT_SECONDS: string(activecampaignRequestTimeoutSeconds)
   ACTIVECAMPAIGN_UNREACHABLE_SECONDS: string(activecampaignUnreachableSeconds)
+  ACTIVECAMPAIGN_OUTCOME_WAIT_SECONDS: string(activecampaignOutcomeWaitSeconds)
   EXPORT_ADMIN_ROLE: exportAdminRole
   EXPORT_CONTRIBUTOR_ROLE: exportContributorRole
   EXPORT_REQUIRE_SIGN_IN: empty(authClientId) ? 'false' : 'true'

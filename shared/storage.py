@@ -77,3 +77,20 @@ def unreachable_reason(settings: StorageSettings, timeout_seconds: float = 5.0) 
     finally:
         client.close()
     return None
+
+
+_DELETE_BATCH = 256  # the most one blob batch request may hold
+
+
+def delete_blobs(container_client, prefix: str) -> int:
+    """Delete every blob under `prefix`, in batches; how many were deleted."""
+    deleted, batch = 0, []
+    for blob in container_client.list_blobs(name_starts_with=prefix):
+        batch.append(blob.name)
+        if len(batch) == _DELETE_BATCH:
+            container_client.delete_blobs(*batch)
+            deleted, batch = deleted + len(batch), []
+    if batch:
+        container_client.delete_blobs(*batch)
+        deleted += len(batch)
+    return deleted

@@ -37,6 +37,23 @@ class ImportAccepted:
     batch_id: str | None
 
 
+@dataclass(frozen=True)
+class ImportOutcome:
+    """What import/info reports of a batch: its status (None while ActiveCampaign has not started it) and
+    the emails it reported failed (its `success` lists only ids of newly created contacts, so it is not read)."""
+
+    status: str | None
+    failed: frozenset[str]
+
+    @property
+    def done(self) -> bool:
+        return self.status in FINAL_IMPORT_STATUSES
+
+
+# FACTS.md: waiting, claimed, active, completed, failed, interrupted (and false right after the POST).
+FINAL_IMPORT_STATUSES = ("completed", "failed", "interrupted")
+
+
 def import_payload(contacts: list[dict], list_id: str) -> bytes:
     subscribe = [{"listid": str(list_id)}]
     body = {"contacts": [{**contact, "subscribe": subscribe} for contact in contacts]}
@@ -168,12 +185,21 @@ class ActiveCampaignClient:
                           not_found=f"list {list_id} does not exist in this ActiveCampaign account")
         return ImportAccepted(int(data.get("queued_contacts", len(contacts))), data.get("batchId"))
 
-    def _call(self, method: str, path: str, body: bytes | None = None, not_found: str | None = None) -> dict:
+    def import_info(self, batch_id: str) -> ImportOutcome:
+        data = self._call("GET", "/api/3/import/info", params={"batchId": batch_id},
+                          not_found=f"ActiveCampaign does not know import batch {batch_id}")
+        status = data.get("status")
+        failed = data.get("failure") if isinstance(data.get("failure"), list) else []
+        return ImportOutcome(status if isinstance(status, str) and status else None,
+                             frozenset(str(email).strip().lower() for email in failed))
+
+    def _call(self, method: str, path: str, body: bytes | None = None, not_found: str | None = None,
+              params: dict | None = None) -> dict:
         url = self.base_url + path
         try:
             # No redirects: requests would carry the Api-Token header to wherever a redirect points.
             response = self._session.request(
-                method, url, data=body, timeout=self._timeout, allow_redirects=False,
+                method, url, data=body, params=params, timeout=self._timeout, allow_redirects=False,
                 headers={"Content-Type": "application/json"} if body is not None else None,
             )
         except requests.RequestException as error:

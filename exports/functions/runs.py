@@ -4,18 +4,18 @@ from __future__ import annotations
 import azure.functions as func
 
 from exports.context import get_context
-from exports.errors import RejectsTooLarge, RunInProgress
+from exports.errors import PreviewTooLarge, RejectsTooLarge, RunInProgress
 from exports.functions.errors import api, http_error
 from exports.functions.http import caller_of, status_url
 from exports.model import RunStatus
 from exports.services import runs as service
-from shared.api import ALL_METHODS, dispatch
+from shared.api import ALL_METHODS, dispatch, read_json
 from shared.http import HttpError, json_response
 
 bp = func.Blueprint()
 # An HTTP answer of the Python worker is built in memory; past this the CLI (`python -m exports
-# rejects`) streams the report to a file instead.
-MAX_REJECTS_ANSWER_BYTES = 32 * 1024 * 1024
+# rejects` or `preview`) streams the report to a file instead.
+MAX_REPORT_ANSWER_BYTES = 32 * 1024 * 1024
 
 
 @bp.function_name("export_runs")
@@ -26,8 +26,9 @@ def export_runs(req: func.HttpRequest) -> func.HttpResponse:
 
     def start():
         ctx = get_context()
+        options = service.run_options(read_json(req) if (req.get_body() or b"").strip() else None)
         try:
-            run_id = service.start_run(ctx, caller_of(ctx, req), export_id)
+            run_id = service.start_run(ctx, caller_of(ctx, req), export_id, options=options)
         except RunInProgress as conflict:
             error = http_error(conflict)
             error.details = {**conflict.details, "statusUrl": status_url(req, conflict.run_id)}
@@ -80,17 +81,25 @@ def cancel_run(req: func.HttpRequest) -> func.HttpResponse:
 @api
 def run_rejects(req: func.HttpRequest) -> func.HttpResponse:
     """The run's rejects report as CSV (blob, row, email, reason), to open in a spreadsheet."""
+    return dispatch(req, {"GET": lambda: _report_answer(req, service.rejects_report, RejectsTooLarge)})
 
-    def get():
-        ctx = get_context()
-        report = service.rejects_report(ctx, caller_of(ctx, req), req.route_params["runId"])
-        if report.size > MAX_REJECTS_ANSWER_BYTES:
-            raise RejectsTooLarge(
-                f"the rejects report of run {report.run_id} has {report.size} bytes, more than this API answers with "
-                f"({MAX_REJECTS_ANSWER_BYTES}); write it to a file with `python -m exports rejects {report.run_id} -o "
-                "rejects.csv` or download its rejectsBlob from the storage account",
-                details={"runId": report.run_id, "size": report.size})
-        return func.HttpResponse(b"".join(report.chunks()), status_code=200, mimetype="text/csv", charset="utf-8",
-                                 headers={"Content-Disposition": f'attachment; filename="rejects-{report.run_id}.csv"'})
 
-    return dispatch(req, {"GET": get})
+@bp.function_name("run_preview")
+@bp.route(route="runs/{runId}/preview", methods=ALL_METHODS)
+@api
+def run_preview(req: func.HttpRequest) -> func.HttpResponse:
+    """A dry run's preview as CSV (email, action, first_name, last_name, phone)."""
+    return dispatch(req, {"GET": lambda: _report_answer(req, service.preview_report, PreviewTooLarge)})
+
+
+def _report_answer(req: func.HttpRequest, read_report, too_large) -> func.HttpResponse:
+    ctx = get_context()
+    report = read_report(ctx, caller_of(ctx, req), req.route_params["runId"])
+    if report.size > MAX_REPORT_ANSWER_BYTES:
+        raise too_large(
+            f"the {report.kind} report of run {report.run_id} has {report.size} bytes, more than this API answers with "
+            f"({MAX_REPORT_ANSWER_BYTES}); write it to a file with `python -m exports {report.kind} {report.run_id} -o "
+            f"{report.kind}.csv` or download it from the storage account",
+            details={"runId": report.run_id, "size": report.size})
+    return func.HttpResponse(b"".join(report.chunks()), status_code=200, mimetype="text/csv", charset="utf-8",
+                             headers={"Content-Disposition": f'attachment; filename="{report.kind}-{report.run_id}.csv"'})

@@ -6,7 +6,7 @@ import logging
 import azure.functions as func
 
 from exports.context import get_context
-from exports.services.retention import sweep_expired_runs
+from exports.services.retention import sweep_expired_runs, sweep_orphaned_states
 from exports.services.runs import start_scheduled_runs
 
 bp = func.Blueprint()
@@ -26,4 +26,6 @@ RETENTION_SCHEDULE = "0 40 2 * * *"
 
 @bp.timer_trigger(arg_name="timer", schedule=RETENTION_SCHEDULE, run_on_startup=False, use_monitor=True)
 def retention_sweep(timer: func.TimerRequest) -> None:
-    sweep_expired_runs(get_context())
+    ctx = get_context()
+    sweep_expired_runs(ctx)
+    sweep_orphaned_states(ctx)

@@ -1,8 +1,11 @@
 """The run's working files in the export-runs container, and how they are written.
 
 <run id>/parts/b<bucket>/s<segment>.jsonl   contacts one segment blob put in one bucket
-<run id>/rejects/...                        rejected rows, one part per segment blob or refused batch
+<run id>/parts/undelivered/c<chunk>-...     emails of a batch ActiveCampaign did not take (kept out of the sync state)
+<run id>/rejects/...                        rejected rows, one part per segment blob, refused or failed batch
 <run id>/rejects.csv                        every part joined once the run finishes
+<run id>/preview/c<chunk>.csv               a dry run's actions, one part per chunk
+<run id>/preview.csv                        joined once the dry run finishes
 
 Files are written as block blobs without holding them in memory.
 """
@@ -15,8 +18,8 @@ from azure.storage.blob import BlobBlock
 
 FLUSH_BYTES = 64 * 1024  # per open file; a splitter may hold one per bucket
 REJECTS_HEADER = ("blob", "row", "email", "reason")
+PREVIEW_HEADER = ("email", "action", "first_name", "last_name", "phone")
 _FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
-_DELETE_BATCH = 256  # the most one blob batch request may hold
 
 
 def parts_prefix(run_id: str) -> str:
@@ -40,8 +43,34 @@ def batch_rejects_name(run_id: str, chunk: int, position: int) -> str:
     return f"{rejects_prefix(run_id)}chunk-{chunk:05d}-{position:07d}.csv"
 
 
+def failed_rejects_name(run_id: str, chunk: int, position: int) -> str:
+    """Contacts of the batch at `position` that ActiveCampaign reported failed when it processed the import."""
+    return f"{rejects_prefix(run_id)}chunk-{chunk:05d}-{position:07d}-failed.csv"
+
+
 def rejects_report_name(run_id: str) -> str:
     return f"{run_id}/rejects.csv"
+
+
+def undelivered_prefix(run_id: str, chunk: int) -> str:
+    return f"{parts_prefix(run_id)}undelivered/c{chunk:05d}-"
+
+
+def undelivered_name(run_id: str, chunk: int, position: int, why: str) -> str:
+    # Named by the batch and why (refused, failed, unconfirmed): a redelivery rewrites the same file.
+    return f"{undelivered_prefix(run_id, chunk)}{position:07d}-{why}.txt"
+
+
+def preview_prefix(run_id: str) -> str:
+    return f"{run_id}/preview/"
+
+
+def preview_part_name(run_id: str, chunk: int) -> str:
+    return f"{preview_prefix(run_id)}c{chunk:05d}.csv"
+
+
+def preview_report_name(run_id: str) -> str:
+    return f"{run_id}/preview.csv"
 
 
 class BlockWriter:
@@ -100,18 +129,4 @@ def concatenate(container_client, target: str, sources: list[str], header: bytes
 
 def run_prefix(run_id: str) -> str:
     return f"{run_id}/"
-
-
-def delete_blobs(container_client, prefix: str) -> int:
-    """Delete every blob under `prefix`, in batches; how many were deleted."""
-    deleted, batch = 0, []
-    for blob in container_client.list_blobs(name_starts_with=prefix):
-        batch.append(blob.name)
-        if len(batch) == _DELETE_BATCH:
-            container_client.delete_blobs(*batch)
-            deleted, batch = deleted + len(batch), []
-    if batch:
-        container_client.delete_blobs(*batch)
-        deleted += len(batch)
-    return deleted
 

@@ -12,16 +12,19 @@ from typing import TYPE_CHECKING
 
 from azure.core.exceptions import AzureError
 
-from exports.model import Phase, RunStatus, RunView, SegmentStatus, Totals
+from exports.model import Phase, Run, RunStatus, RunView, SegmentStatus, Totals
 from exports.run.files import (
+    PREVIEW_HEADER,
     REJECTS_HEADER,
     concatenate,
     csv_line,
-    delete_blobs,
     parts_prefix,
+    preview_prefix,
+    preview_report_name,
     rejects_prefix,
     rejects_report_name,
 )
+from shared.storage import delete_blobs
 
 if TYPE_CHECKING:
     from exports.context import AppContext
@@ -49,7 +52,7 @@ def decide(view: RunView, totals: Totals) -> tuple[RunStatus, list[str]]:
         return RunStatus.FAILED, [f"none of the {totals.rows} rows could be sent: every row was rejected (see rejectsBlob)"]
     if totals.chunks_total and not totals.chunks_succeeded:
         return RunStatus.FAILED, []
-    if totals.rejected or totals.chunks_failed:
+    if totals.rejected or totals.chunks_failed or totals.unconfirmed:
         return RunStatus.COMPLETED_WITH_ERRORS, []
     return RunStatus.SUCCEEDED, []
 
@@ -60,14 +63,19 @@ def finish(ctx: AppContext, view: RunView, extra_errors: Sequence[str] = (), for
     status, explained = decide(view, totals)
     status = force_status or status
     errors = [*extra_errors, *explained, *view.errors()]
-    rejects_blob = _assemble_rejects(ctx, run.id) if totals.rejected else None
-    finished_at = ctx.runs.finish(run, status, totals, errors, rejects_blob)
+    rejects_blob = _assemble(ctx, rejects_prefix(run.id), rejects_report_name(run.id), REJECTS_HEADER) \
+        if totals.rejected else None
+    preview_blob = _assemble(ctx, preview_prefix(run.id), preview_report_name(run.id), PREVIEW_HEADER) \
+        if run.dry_run and status is not RunStatus.FAILED else None
+    finished_at = ctx.runs.finish(run, status, totals, errors, rejects_blob, preview_blob)
     if finished_at is None:
         return  # another instance finished it first
     ctx.history.record_status(run, status, finished_at)
     ctx.lock.release(run.export_id, run.id)
     log.info("export run finished: run=%s export=%s status=%s", run.id, run.export_id, status.value)
     _delete_working_files(ctx, run.id)
+    if not run.dry_run and totals.chunks_succeeded:
+        _delete_former_states(ctx, run)
 
 
 def _delete_working_files(ctx: AppContext, run_id: str) -> None:
@@ -75,15 +83,24 @@ def _delete_working_files(ctx: AppContext, run_id: str) -> None:
     report stays for EXPORT_RETENTION_DAYS (exports/services/retention.py)."""
     container = ctx.runs_container
     try:
-        for prefix in (parts_prefix(run_id), rejects_prefix(run_id)):
+        for prefix in (parts_prefix(run_id), rejects_prefix(run_id), preview_prefix(run_id)):
             delete_blobs(container, prefix)
     except AzureError as error:  # the storage lifecycle policy deletes what is left (infra/modules/storage.bicep)
         log.warning("run %s: its working files could not all be deleted (%s)", run_id, type(error).__name__)
 
 
-def _assemble_rejects(ctx: AppContext, run_id: str) -> str:
+def _delete_former_states(ctx: AppContext, run: Run) -> None:
+    """The export's states of an account, list or mapping it no longer has: this run wrote the current one."""
+    try:
+        ctx.sync.delete_other_states(run.export_id, keep=run.state_id)
+    except AzureError as error:  # the next run that finishes tries again
+        log.warning("export %s: its former sync states could not all be deleted (%s)", run.export_id,
+                    type(error).__name__)
+
+
+def _assemble(ctx: AppContext, prefix: str, target: str, header: tuple[str, ...]) -> str:
+    """One report from a run's parts (rejects, or a dry run's preview), with a header line."""
     container = ctx.runs_container
-    target = rejects_report_name(run_id)
-    parts = sorted(blob.name for blob in container.list_blobs(name_starts_with=rejects_prefix(run_id)))
-    concatenate(container, target, parts, header=csv_line(REJECTS_HEADER))
+    parts = sorted(blob.name for blob in container.list_blobs(name_starts_with=prefix))
+    concatenate(container, target, parts, header=csv_line(header))
     return f"{container.container_name}/{target}"

@@ -1,4 +1,7 @@
-"""Step 3, plan: once every segment blob is split, one chunk per non-empty bucket, queued.
+"""Step 3, plan: once every segment blob is split, one chunk per bucket, queued.
+
+Every bucket gets a chunk, even one the segment put no contact in: its shards of the sync state
+may hold contacts that left the segment.
 
 Any splitter may call after_split once it has recorded its own blob; the run row's ETag makes
 exactly one of several concurrent callers plan. Chunk rows are written before their messages
@@ -45,11 +48,8 @@ def after_split(ctx: AppContext, run_id: str) -> None:
 def plan_chunks(ctx: AppContext, view: RunView) -> None:
     run = view.run
     totals = bucket_totals((s.bucket_counts for s in view.segments), run.buckets)
-    chunks = [Chunk(run_id=run.id, index=index, status=ChunkStatus.PENDING.value, bucket=bucket, records=count)
-              for index, (bucket, count) in enumerate((b, n) for b, n in enumerate(totals) if n)]
-    if not chunks:
-        finish.finish(ctx, view)
-        return
+    chunks = [Chunk(run_id=run.id, index=bucket, status=ChunkStatus.PENDING.value, bucket=bucket, records=count)
+              for bucket, count in enumerate(totals)]
     ctx.runs.add_chunks(chunks)
     enqueue(ctx, ctx.runs.view(run.id).chunks)
     log.info("chunks queued: run=%s chunks=%d", run.id, len(chunks))

@@ -1,10 +1,19 @@
-"""Step 4, send: one chunk, that is one bucket of the run's contacts, deduplicated, in bulk imports.
+"""Step 4, send: one chunk, that is one bucket of the run's contacts, deduplicated, compared with
+the export's sync state, and what is new or changed sent in bulk imports.
 
-Progress is checkpointed after every accepted batch (position in the bucket, sent, rejected), so
-a redelivered chunk resumes where the last delivery stopped and a chunk that succeeded sends
-nothing. Each checkpoint is conditional on the chunk row's ETag (exports/store/runs.py
-ChunkClaim): if another delivery of the same message claimed the chunk in between, this one
-stops instead of sending alongside it.
+A chunk goes through three stages, each recorded on its row:
+1. compare (exports/run/compare.py): each contact is added, updated or unchanged, and the state's
+   contacts missing from the segment are leavers; a dry run writes its preview and stops here;
+2. send: progress is checkpointed after every accepted batch (position among the contacts to
+   send, sent, rejected, the imports whose outcome is still to be read, exports/run/outcomes.py),
+   so a redelivered chunk resumes where the last delivery stopped;
+3. commit: once every outcome is known, each of the chunk's shards of the state is rewritten with
+   what ActiveCampaign took. The state is not touched before, so a redelivery compares with the
+   same state and finds the same contacts to send.
+Each checkpoint is conditional on the chunk row's ETag (exports/store/runs.py ChunkClaim): if
+another delivery of the same message claimed the chunk in between, this one stops instead of
+sending alongside it. A chunk that fails or is cancelled commits nothing: the next run sends its
+contacts again.
 """
 from __future__ import annotations
 
@@ -12,19 +21,23 @@ import json
 import logging
 import uuid
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
 from azure.core.exceptions import ResourceNotFoundError
 
 from exports.activecampaign.budget import AccountBudget
-from exports.activecampaign.client import ActiveCampaignClient
+from exports.activecampaign.client import ActiveCampaignClient, ImportAccepted
 from exports.errors import Fatal, ImportRejected, KeyRejected, RunNotFound, Transient
-from exports.model import Chunk, Run
+from exports.model import Chunk, Run, RunMode
 from exports.run import finish
 from exports.run.account import check_list
 from exports.run.batching import Item, batches
-from exports.run.files import BlockWriter, batch_rejects_name, csv_line, part_name
+from exports.run.buckets import shards_of
+from exports.run.compare import Action, Bucket, by_shard, compare, next_state
+from exports.run.files import PREVIEW_HEADER, BlockWriter, batch_rejects_name, csv_line, part_name, preview_part_name
 from exports.run.messages import ChunkMessage
+from exports.run.outcomes import Counts, Outcomes, read_undelivered, write_undelivered
 from exports.store.runs import Superseded
 from shared.secrets import SecretNotFound
 
@@ -36,6 +49,9 @@ log = logging.getLogger(__name__)
 
 class _Stop(Exception):
     """Nothing more may be sent for this run; the message says why."""
+
+
+_NOTHING_QUEUED = ImportAccepted(0, None)
 
 
 def send_chunk(ctx: AppContext, message: ChunkMessage) -> None:
@@ -75,16 +91,39 @@ def _send(ctx: AppContext, run: Run, chunk: Chunk) -> None:
     if reason:
         fail_chunk(ctx, run.id, chunk.index, reason)
         return
-    items, duplicates = _load_bucket(ctx, run, chunk.bucket)
-    claim = ctx.runs.claim_chunk(run.id, chunk.index, uuid.uuid4().hex, len(items), duplicates)
-    position, sent, rejected = claim.before.position, claim.before.sent, claim.before.rejected
+    bucket = _load_bucket(ctx, run, chunk.bucket)
+    shards = shards_of(chunk.bucket, run.buckets)
+    state = _StateOfRun(ctx, run, shards)
+    claim = ctx.runs.claim_chunk(run.id, chunk.index, uuid.uuid4().hex, len(bucket.items), bucket.duplicates)
+    before = claim.before
+    if before.committing:  # every outcome was recorded by an earlier delivery: only the state is left to write
+        _commit(ctx, run, chunk.index, bucket, shards, state)
+        claim.succeed(before.error)
+        return
+    comparison = compare(bucket, shards, state.read, state.key, full=run.mode is RunMode.FULL)
+    if not before.compared:
+        claim.record_comparison(*(comparison.count(a) for a in (Action.ADD, Action.UPDATE, Action.UNCHANGED, Action.LEAVE)))
+    if run.dry_run:
+        _write_preview(ctx, run, chunk.index, bucket, comparison)
+        claim.succeed()
+        return
+    to_send = comparison.to_send(bucket.items)
+    position, sent, rejected = before.position, before.sent, before.rejected
     try:
         client = ctx.accounts.client(run.hostname, run.api_key_secret_name)
         budget = ctx.accounts.budget(run.hostname)
         on_retry = _on_retry(run.id, chunk.index, budget)
-        check_list(ctx, client, budget, run, on_retry)
+        if to_send or before.pending:
+            check_list(ctx, client, budget, run, on_retry)
+        outcomes = Outcomes(ctx, client, budget, run, chunk.index, to_send, before.pending,
+                            Counts(before.failed, before.unconfirmed), on_retry)
+
+        def checkpoint():
+            claim.checkpoint(position, sent, rejected, outcomes.counts.failed, outcomes.counts.unconfirmed,
+                             tuple(outcomes.pending))
+
         warnings = []
-        for batch in batches(items, position, run.list_id):
+        for batch in batches(to_send, position, run.list_id):
             try:
                 accepted, refused = _import(ctx, client, budget, batch, run, on_retry)
             except _Stop as stop:
@@ -92,17 +131,95 @@ def _send(ctx: AppContext, run: Run, chunk: Chunk) -> None:
                 return
             if refused:
                 _write_rejects(ctx, run.id, chunk.index, position, refused)
-            if accepted < len(batch) - len(refused):
-                warnings.append(f"ActiveCampaign queued {accepted} of {len(batch) - len(refused)} contacts of a batch "
-                                "(the account's contact limit may be reached)")
-            position, sent, rejected = position + len(batch), sent + accepted, rejected + len(refused)
-            claim.checkpoint(position, sent, rejected)
+            if accepted.queued_contacts < len(batch) - len(refused):
+                warnings.append(f"ActiveCampaign queued {accepted.queued_contacts} of {len(batch) - len(refused)} "
+                                "contacts of a batch (the account's contact limit may be reached)")
+            if accepted.queued_contacts:
+                outcomes.add(position, len(batch), accepted.batch_id)
+            position, sent, rejected = position + len(batch), sent + accepted.queued_contacts, rejected + len(refused)
+            checkpoint()
+            if outcomes.read_one_due():  # while the next bulk slot comes round
+                checkpoint()
+        stop = outcomes.read_all(ctx.backoff.sleep, lambda: stop_reason(ctx, run))
+        if stop:
+            fail_chunk(ctx, run.id, chunk.index, f"{stop} ({sent} contacts of this chunk were sent before)")
+            return
+        checkpoint()
+        if outcomes.counts.unconfirmed:
+            warnings.append(f"{outcomes.counts.unconfirmed} contacts were sent but ActiveCampaign had not processed "
+                            "their import in time: they are sent again by the next run")
+        claim.start_commit()
+        _commit(ctx, run, chunk.index, bucket, shards, state)
         claim.succeed(warnings[0] if warnings else None)
     except KeyRejected as error:
         ctx.accounts.key_rejected(run.api_key_secret_name)  # a rotated key is read afresh by the next delivery
         fail_chunk(ctx, run.id, chunk.index, str(error))
     except (Fatal, SecretNotFound) as error:
         fail_chunk(ctx, run.id, chunk.index, str(error))
+
+
+class _StateOfRun:
+    """The run's sync state for one chunk: its shards read once, in parallel, and the changed ones written back.
+
+    A chunk's shards hold about as many contacts as the chunk itself, so holding them keeps memory
+    bounded by the chunk size; reading and writing them in parallel keeps a small segment, whose
+    contacts are spread over every shard, from waiting on hundreds of blob requests in a row.
+    """
+
+    def __init__(self, ctx: AppContext, run: Run, shards: range):
+        self._ctx, self._run = ctx, run
+        self.key = ctx.sync.key(run.export_id, run.state_id)
+        existing = sorted(set(shards) & ctx.sync.existing_shards(run.export_id, run.state_id))
+        self._shards = {shard: {} for shard in shards}
+        self._shards.update(zip(existing, _in_parallel(self._read, existing), strict=True))
+
+    def read(self, shard: int) -> dict[str, str]:
+        return self._shards[shard]
+
+    def write(self, changed: dict[int, dict[str, str]]) -> None:
+        list(_in_parallel(lambda item: self._ctx.sync.write_shard(self._run.export_id, self._run.state_id, *item),
+                          changed.items()))
+        self._shards.update(changed)
+
+    def _read(self, shard: int) -> dict[str, str]:
+        return self._ctx.sync.read_shard(self._run.export_id, self._run.state_id, shard)
+
+
+_STATE_THREADS = 8
+
+
+def _in_parallel(function, values):
+    values = list(values)
+    if len(values) <= 1:
+        return [function(value) for value in values]
+    with ThreadPoolExecutor(max_workers=min(_STATE_THREADS, len(values))) as pool:
+        return list(pool.map(function, values))
+
+
+def _commit(ctx: AppContext, run: Run, index: int, bucket: Bucket, shards: range, state: _StateOfRun) -> None:
+    """Write each of the chunk's shards: what ActiveCampaign took is recorded, the rest is sent again next run."""
+    undelivered = read_undelivered(ctx, run.id, index)
+    items = by_shard(bucket.items, lambda item: item.contact["email"])
+    present = by_shard(bucket.present)
+    changed = {}
+    for shard in shards:
+        old = state.read(shard)
+        new = next_state(old, items.get(shard, ()), present.get(shard, ()), state.key, undelivered)
+        if new != old:
+            changed[shard] = new
+    state.write(changed)
+
+
+def _write_preview(ctx: AppContext, run: Run, index: int, bucket: Bucket, comparison) -> None:
+    """A dry run's part of the preview: each contact that would be sent, with its action, and each leaver."""
+    writer = BlockWriter(ctx.runs_container.get_blob_client(preview_part_name(run.id, index)))
+    for item, action in zip(bucket.items, comparison.actions, strict=True):
+        if action is not Action.UNCHANGED:
+            contact = item.contact
+            writer.write(csv_line((contact["email"], action.value, *(contact.get(f, "") for f in PREVIEW_HEADER[2:]))))
+    for email in comparison.leavers:
+        writer.write(csv_line((email, Action.LEAVE.value, *("" for _ in PREVIEW_HEADER[2:]))))
+    writer.close()
 
 
 def _on_retry(run_id: str, index: int, budget: AccountBudget) -> Callable[[Transient, float], None]:
@@ -114,7 +231,7 @@ def _on_retry(run_id: str, index: int, budget: AccountBudget) -> Callable[[Trans
 
 
 def _import(ctx: AppContext, client: ActiveCampaignClient, budget: AccountBudget, batch: list[Item], run: Run,
-            on_retry) -> tuple[int, list[tuple[Item, str]]]:
+            on_retry) -> tuple[ImportAccepted, list[tuple[Item, str]]]:
     """Send one batch; contacts ActiveCampaign refuses are taken out and the rest sent again.
 
     Before each send, the stop check (Table reads: run cancelled, export or connection deleted)
@@ -135,14 +252,14 @@ def _import(ctx: AppContext, client: ActiveCampaignClient, budget: AccountBudget
             return client.bulk_import(contacts, run.list_id)
 
         try:
-            return ctx.backoff.run(call, on_retry=on_retry).queued_contacts, refused
+            return ctx.backoff.run(call, on_retry=on_retry), refused
         except ImportRejected as error:
             named = {i: reason for i, reason in error.failures.items() if 0 <= i < len(pending)}
             if not named:  # nothing to take out: the batch as a whole is refused, with ActiveCampaign's reason
-                return 0, refused + [(item, str(error)) for item in pending]
+                return _NOTHING_QUEUED, refused + [(item, str(error)) for item in pending]
             refused += [(pending[i], f"refused by ActiveCampaign: {reason}") for i, reason in sorted(named.items())]
             pending = [item for i, item in enumerate(pending) if i not in named]
-    return 0, refused
+    return _NOTHING_QUEUED, refused
 
 
 def _write_rejects(ctx: AppContext, run_id: str, index: int, position: int, refused: list[tuple[Item, str]]) -> None:
@@ -150,12 +267,13 @@ def _write_rejects(ctx: AppContext, run_id: str, index: int, position: int, refu
     for item, reason in refused:
         writer.write(csv_line((item.blob, item.row, item.contact["email"], reason)))
     writer.close()
+    write_undelivered(ctx, run_id, index, position, "refused", [item for item, _ in refused])
 
 
-def _load_bucket(ctx: AppContext, run: Run, bucket: int) -> tuple[list[Item], int]:
+def _load_bucket(ctx: AppContext, run: Run, bucket: int) -> Bucket:
     """The bucket's contacts from every blob's part, first copy of each email kept, in blob and row order."""
     container = ctx.runs_container
-    items, seen, duplicates = [], set(), 0
+    loaded, seen = Bucket(), set()
     for segment in ctx.runs.segments(run.id):
         if not segment.bucket_counts[bucket]:
             continue
@@ -166,10 +284,13 @@ def _load_bucket(ctx: AppContext, run: Run, bucket: int) -> tuple[list[Item], in
             raise Transient(f"part {name} is not readable yet") from None
         for line in data.splitlines():
             record = json.loads(line)
+            if "present" in record:
+                loaded.present.add(record["present"])
+                continue
             email = record["c"]["email"]
             if email in seen:
-                duplicates += 1
+                loaded.duplicates += 1
                 continue
             seen.add(email)
-            items.append(Item(run.blob_in_segment(segment.blob), record["r"], record["c"]))
-    return items, duplicates
+            loaded.items.append(Item(run.blob_in_segment(segment.blob), record["r"], record["c"]))
+    return loaded

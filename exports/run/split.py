@@ -73,7 +73,7 @@ def _account_problem(ctx: AppContext, run: Run) -> str | None:
 
 
 def _split(ctx: AppContext, run: Run, segment: Segment) -> tuple[int, dict[str, int], list[int]]:
-    """(rows, rejected rows by RejectReason, contacts per bucket) of the blob; its parts and rejects are written."""
+    """(rows, rejected rows by RejectReason, lines per bucket) of the blob; its parts and rejects are written."""
     source = ctx.storage.blobs.get_blob_client(run.segment_container, segment.blob)
     container = ctx.runs_container
     parts: dict[int, BlockWriter] = {}
@@ -92,13 +92,19 @@ def _split(ctx: AppContext, run: Run, segment: Segment) -> tuple[int, dict[str, 
                 rejected[reason.reason_class] = rejected.get(reason.reason_class, 0) + 1
                 email = (record.values or {}).get("email", "")
                 rejects.write(csv_line((run.blob_in_segment(segment.blob), record.row, email.strip(), reason)))
-                continue
-            bucket = bucket_of(contact["email"], run.buckets)
+                if reason.email is None:
+                    continue
+                # Still in the segment, only not sendable as it is: the worker keeps the person's sync
+                # state as it was (not a leaver, and the row is retried by the next run).
+                line, email = {"r": record.row, "present": reason.email}, reason.email
+            else:
+                line, email = {"r": record.row, "c": contact}, contact["email"]
+            bucket = bucket_of(email, run.buckets)
             writer = parts.get(bucket)
             if writer is None:
                 writer = parts[bucket] = BlockWriter(container.get_blob_client(part_name(run.id, bucket, segment.index)))
-            writer.write(json.dumps({"r": record.row, "c": contact}, separators=(",", ":"), ensure_ascii=False).encode() + b"\n")
-            counts[bucket] += 1
+            writer.write(json.dumps(line, separators=(",", ":"), ensure_ascii=False).encode() + b"\n")
+            counts[bucket] += 1  # lines of the part: a worker reads the parts that have any
     except ResourceModifiedError:
         raise SegmentError(f"{segment.blob} changed after the run started (it no longer has ETag {segment.blob_etag}); "
                            "the run stops rather than mix two versions of the segment: start a new run") from None

@@ -10,12 +10,13 @@ from typing import TYPE_CHECKING
 
 from azure.core.exceptions import ResourceNotFoundError
 
-from exports.model import Connection, Export, Phase, Run, RunStatus, Segment, SegmentStatus, Trigger, new_id
+from exports.model import Connection, Export, Phase, Run, RunMode, RunStatus, Segment, SegmentStatus, Trigger, new_id
 from exports.names import SEGMENTS_QUEUE
 from exports.run import finish
 from exports.run.buckets import bucket_count
 from exports.run.messages import SegmentMessage
 from exports.segments.blobs import list_segment_blobs
+from exports.store.sync_state import state_id_of
 
 if TYPE_CHECKING:
     from exports.context import AppContext
@@ -23,7 +24,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-def start_run(ctx: AppContext, export: Export, connection: Connection, trigger: Trigger) -> str:
+def start_run(ctx: AppContext, export: Export, connection: Connection, trigger: Trigger,
+              mode: RunMode = RunMode.INCREMENTAL, dry_run: bool = False) -> str:
     """The new run's id; raises RunInProgress while another run of the export is active."""
     container = ctx.storage.blobs.get_container_client(export.segmentContainer)
     try:
@@ -33,16 +35,20 @@ def start_run(ctx: AppContext, export: Export, connection: Connection, trigger: 
     run_id = new_id()
     ctx.lock.acquire(export.id, run_id)
     started_ms = ctx.lock.wall_ms()
+    state_id = state_id_of(connection.hostname, export.listId, export.mapping.columns())
+    ctx.sync.prepare(export.id, state_id, {"hostname": connection.hostname, "listId": export.listId})
     run = Run(
         id=run_id, export_id=export.id, connection_id=connection.id, hostname=connection.hostname,
         api_key_secret_name=connection.apiKeySecretName, list_id=export.listId, columns=export.mapping.columns(),
         segment_container=export.segmentContainer, segment_prefix=export.segmentPrefix, trigger=trigger,
         status=RunStatus.QUEUED, phase=Phase.SPLITTING, started_at=ctx.clock(), started_at_ms=started_ms,
-        segments_total=len(blobs), buckets=bucket_count(blobs, ctx.settings.chunk_size))
+        segments_total=len(blobs), buckets=bucket_count(blobs, ctx.settings.chunk_size), mode=mode, dry_run=dry_run,
+        state_id=state_id)
     ctx.runs.create_run(run, [Segment(run_id=run_id, index=i, status=SegmentStatus.QUEUED.value, blob=blob.name,
                                       blob_etag=blob.etag, size=blob.size) for i, blob in enumerate(blobs)])
     ctx.history.add(run)
-    log.info("export run started: run=%s export=%s trigger=%s blobs=%d", run_id, export.id, trigger.value, len(blobs))
+    log.info("export run started: run=%s export=%s trigger=%s mode=%s dryRun=%s blobs=%d", run_id, export.id,
+             trigger.value, mode.value, dry_run, len(blobs))
     if not blobs:
         reason = missing or (f"the segment has no blobs: nothing under container {export.segmentContainer!r} prefix "
                              f"{export.segmentPrefix!r} ends in .csv, .csv.gz, .jsonl or .jsonl.gz")

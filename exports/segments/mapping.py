@@ -23,10 +23,12 @@ class Rejection(str):
     """Why a row is not sent: its own words (for the rejects report) and the class it is counted under."""
 
     reason_class: RejectReason
+    email: str | None  # the row's valid email when another value is at fault: the person is still in the segment
 
-    def __new__(cls, text: str, reason_class: RejectReason) -> Rejection:
+    def __new__(cls, text: str, reason_class: RejectReason, email: str | None = None) -> Rejection:
         rejection = super().__new__(cls, text)
         rejection.reason_class = reason_class
+        rejection.email = email
         return rejection
 
 
@@ -69,8 +71,9 @@ def to_contact(values: dict[str, str]) -> tuple[dict[str, str] | None, Rejection
         if not value:
             continue
         if problem := _character_problem(field, value):
-            return None, Rejection(problem, RejectReason.VALUE_INVALID)
+            return None, Rejection(problem, RejectReason.VALUE_INVALID, contact["email"])
         if len(value) > _MAX_LENGTH:
-            return None, Rejection(f"{field} is longer than {_MAX_LENGTH} characters", RejectReason.VALUE_INVALID)
+            return None, Rejection(f"{field} is longer than {_MAX_LENGTH} characters", RejectReason.VALUE_INVALID,
+                                   contact["email"])
         contact[name] = value
     return contact, None

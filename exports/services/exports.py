@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from exports import access
 from exports.errors import Invalid
 from exports.model import MAPPED_FIELDS, Export, Mapping, new_id
-from exports.names import RUNS_CONTAINER
+from exports.names import RUNS_CONTAINER, SYNC_STATE_CONTAINER
 from exports.segments.blobs import first_blob_probe
 from exports.segments.readers import missing_columns
 from exports.services import checks
@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 _CONTAINER = re.compile(r"^(?=.{3,63}$)[a-z0-9]+(-[a-z0-9]+)*$")
 _LIST_ID = re.compile(r"^[0-9]{1,18}$")
 # Containers of the app and the Functions host (run working files, host keys and leases): never a segment.
-RESERVED_CONTAINERS = (RUNS_CONTAINER,)
+RESERVED_CONTAINERS = (RUNS_CONTAINER, SYNC_STATE_CONTAINER)
 RESERVED_CONTAINER_PREFIXES = ("azure-webjobs-",)
 
 FIELDS = {
@@ -120,6 +120,7 @@ def delete_export(ctx: AppContext, caller: Caller, export_id: str) -> dict:
     export = access.export_for(ctx, caller, export_id)
     cancelled = cancel_active_runs(ctx, export.id, caller.name, "the export was deleted")
     ctx.config.delete_export(export.id)
+    ctx.sync.delete_export(export.id)  # the emails it delivered serve this export only
     log.info("export deleted: id=%s by=%s cancelledRuns=%s", export.id, caller.name, ",".join(cancelled) or "-")
     return {"exportId": export.id, "deleted": True, "cancelledRuns": cancelled}
 

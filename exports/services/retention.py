@@ -1,6 +1,8 @@
-"""Retention: a finished run's history and rejects report (emails, with reasons) are kept for
-EXPORT_RETENTION_DAYS, then deleted by a daily sweep. The run's other working files are deleted
+"""Retention: a finished run's history and reports (rejects and preview, which hold emails) are kept
+for EXPORT_RETENTION_DAYS, then deleted by a daily sweep. The run's other working files are deleted
 when it finishes (exports/run/finish.py); the storage lifecycle policy is the backstop for both.
+An export's sync state is kept while the export exists; the sweep deletes any left by an export
+that is gone (a chunk that was still writing when the export was deleted).
 """
 from __future__ import annotations
 
@@ -8,7 +10,8 @@ import logging
 import time
 from typing import TYPE_CHECKING
 
-from exports.run.files import delete_blobs, run_prefix
+from exports.run.files import run_prefix
+from shared.storage import delete_blobs
 
 if TYPE_CHECKING:
     from exports.context import AppContext
@@ -28,3 +31,13 @@ def sweep_expired_runs(ctx: AppContext, now_ms: int | None = None) -> list[str]:
     if expired:
         log.info("retention: %d run(s) older than %d days deleted", len(expired), ctx.settings.retention_days)
     return [run.id for run in expired]
+
+
+def sweep_orphaned_states(ctx: AppContext) -> list[str]:
+    """Delete the sync state of every export that no longer exists; the export ids whose state was deleted."""
+    orphaned = sorted(export_id for export_id in ctx.sync.export_ids() if ctx.config.find_export(export_id) is None)
+    for export_id in orphaned:
+        ctx.sync.delete_export(export_id)
+    if orphaned:
+        log.info("retention: the sync state of %d deleted export(s) removed", len(orphaned))
+    return orphaned

@@ -16,15 +16,18 @@ from exports.errors import (
     ConnectionMissing,
     ExportDisabled,
     ExportNotFound,
+    Invalid,
+    PreviewNotFound,
     RejectsNotFound,
     RunFinished,
     RunInProgress,
     RunNotFound,
 )
-from exports.model import Connection, Export, RunView, Trigger
+from exports.model import Connection, Export, RunMode, RunView, Trigger
 from exports.run import cancel, start
-from exports.run.files import rejects_report_name
+from exports.run.files import preview_report_name, rejects_report_name
 from shared.auth import Caller
+from shared.documents import check_document
 
 if TYPE_CHECKING:
     from exports.context import AppContext
@@ -36,10 +39,11 @@ MAX_LISTED_RUNS = 100
 def status_document(view: RunView) -> dict:
     run = view.run
     doc = {
-        "runId": run.id, "exportId": run.export_id, "trigger": run.trigger.value, "status": run.status.value,
+        "runId": run.id, "exportId": run.export_id, "trigger": run.trigger.value, "mode": run.mode.value,
+        "dryRun": run.dry_run, "status": run.status.value,
         **view.totals().to_document(),
         "startedAt": run.started_at, "finishedAt": run.finished_at, "errors": view.errors(),
-        "rejectsBlob": run.rejects_blob,
+        "rejectsBlob": run.rejects_blob, "previewBlob": run.preview_blob,
     }
     if run.cancellation:
         doc["cancellation"] = {"requestedBy": run.cancellation.requested_by, "requestedAt": run.cancellation.requested_at,
@@ -47,10 +51,35 @@ def status_document(view: RunView) -> dict:
     return doc
 
 
-def start_run(ctx: AppContext, caller: Caller, export_id: str, trigger: Trigger = Trigger.HTTP) -> str:
+START_FIELDS = {"mode": (("string",), False), "dryRun": (("boolean",), False)}
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """How a run on demand runs: incremental by default; `full` resends everyone; a dry run sends nothing."""
+
+    mode: RunMode = RunMode.INCREMENTAL
+    dry_run: bool = False
+
+
+def run_options(body: object) -> RunOptions:
+    """The options of POST /api/exports/{id}/runs (an empty body is the defaults), or Invalid."""
+    if body is None:
+        return RunOptions()
+    problems = check_document(body, START_FIELDS)
+    if not problems and body.get("mode", RunMode.INCREMENTAL.value) not in tuple(RunMode):
+        problems.append({"field": "mode", "message": "must be \"incremental\" (send what changed since the last run) or "
+                                                     "\"full\" (send everyone and rebuild the sync state)"})
+    if problems:
+        raise Invalid(problems)
+    return RunOptions(RunMode(body.get("mode", RunMode.INCREMENTAL.value)), body.get("dryRun", False))
+
+
+def start_run(ctx: AppContext, caller: Caller, export_id: str, trigger: Trigger = Trigger.HTTP,
+              options: RunOptions = RunOptions()) -> str:
     """The new run's id. ExportDisabled, ConnectionMissing, or RunInProgress while another run is active."""
     export = access.export_for(ctx, caller, export_id)
-    return start.start_run(ctx, export, _startable(ctx, export), trigger)
+    return start.start_run(ctx, export, _startable(ctx, export), trigger, options.mode, options.dry_run)
 
 
 def _startable(ctx: AppContext, export: Export) -> Connection:
@@ -117,27 +146,43 @@ def list_runs(ctx: AppContext, caller: Caller, export_id: str, limit: int) -> li
 
 
 @dataclass(frozen=True)
-class RejectsReport:
-    """A run's rejects report (CSV: blob, row, email, reason), read in chunks, never whole."""
+class Report:
+    """A run's report as CSV, read in chunks, never whole: the rejects (blob, row, email, reason) or a dry
+    run's preview (email, action, the values that would be sent)."""
 
     run_id: str
+    kind: str  # "rejects" or "preview"
     size: int
     chunks: Callable[[], Iterator[bytes]]
 
 
-def rejects_report(ctx: AppContext, caller: Caller, run_id: str) -> RejectsReport:
+def rejects_report(ctx: AppContext, caller: Caller, run_id: str) -> Report:
     """The report of a finished run with rejected rows; same access as the run itself."""
     run = access.run_for(ctx, caller, run_id)
     if not run.rejects_blob:
         raise RejectsNotFound(run_id, f"run {run_id} has no rejects report: " + (
             "none of its rows was rejected" if run.final else "it is written when the run finishes"))
-    blob = ctx.runs_container.get_blob_client(rejects_report_name(run.id))
+    return _report(ctx, run_id, "rejects", rejects_report_name(run.id))
+
+
+def preview_report(ctx: AppContext, caller: Caller, run_id: str) -> Report:
+    """A finished dry run's preview; same access as the run itself."""
+    run = access.run_for(ctx, caller, run_id)
+    if not run.preview_blob:
+        raise PreviewNotFound(run_id, f"run {run_id} has no preview: " + (
+            "it is written when the dry run finishes" if run.dry_run and not run.final else
+            "only a dry run (POST .../runs with {\"dryRun\": true}) that did not fail has one"))
+    return _report(ctx, run_id, "preview", preview_report_name(run.id))
+
+
+def _report(ctx: AppContext, run_id: str, kind: str, name: str) -> Report:
+    blob = ctx.runs_container.get_blob_client(name)
     try:
         size = blob.get_blob_properties().size
     except ResourceNotFoundError:
-        raise RejectsNotFound(run_id, f"the rejects report of run {run_id} was deleted: reports are kept "
+        raise (RejectsNotFound if kind == "rejects" else PreviewNotFound)(run_id, f"the {kind} report of run {run_id} was deleted: reports are kept "
                                       f"{ctx.settings.retention_days} days (EXPORT_RETENTION_DAYS)") from None
-    return RejectsReport(run.id, size, lambda: blob.download_blob().chunks())
+    return Report(run_id, kind, size, lambda: blob.download_blob().chunks())
 
 
 def cancel_run(ctx: AppContext, caller: Caller, run_id: str) -> dict:

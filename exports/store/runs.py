@@ -24,8 +24,10 @@ from exports.model import (
     Cancellation,
     Chunk,
     ChunkStatus,
+    PendingImport,
     Phase,
     Run,
+    RunMode,
     RunStatus,
     RunView,
     Segment,
@@ -151,12 +153,13 @@ class RunStore:
             "cancelRequested": True, "cancelRequestedBy": actor, "cancelRequestedAt": self.clock(),
             "cancelReason": reason}, run.etag)
 
-    def finish(self, run: Run, status: RunStatus, totals: Totals, errors: list[str], rejects_blob: str | None) -> str | None:
+    def finish(self, run: Run, status: RunStatus, totals: Totals, errors: list[str], rejects_blob: str | None,
+               preview_blob: str | None = None) -> str | None:
         """Record the final status once; the time it finished, or None when another instance finished it first."""
         finished_at = self.clock()
         done = self._merge_if_unchanged(run.id, RUN_ROW, {
             "status": status.value, "phase": Phase.DONE.value, "finishedAt": finished_at,
-            "errors": json.dumps(errors[:MAX_ERRORS]), "rejectsBlob": rejects_blob,
+            "errors": json.dumps(errors[:MAX_ERRORS]), "rejectsBlob": rejects_blob, "previewBlob": preview_blob,
             "totals": json.dumps(totals.to_document())}, run.etag)
         return finished_at if done else None
 
@@ -240,8 +243,21 @@ class ChunkClaim:
         self.before = before  # the row as it was when claimed: where to resume
         self.run_id, self.index = before.run_id, before.index
 
-    def checkpoint(self, position: int, sent: int, rejected: int) -> None:
-        self._write({"position": position, "sent": sent, "rejected": rejected})
+    def record_comparison(self, added: int, updated: int, unchanged: int, left: int) -> None:
+        """The chunk's comparison with the sync state, once: a later delivery compares with a state it may have changed."""
+        self._write({"added": added, "updated": updated, "unchanged": unchanged, "left": left, "compared": True})
+
+    def checkpoint(self, position: int, sent: int, rejected: int, failed: int = 0, unconfirmed: int = 0,
+                   pending: tuple[PendingImport, ...] = ()) -> None:
+        self._write({"position": position, "sent": sent, "rejected": rejected, "failed": failed,
+                     "unconfirmed": unconfirmed, "pending": json.dumps([p.to_document() for p in pending])})
+
+    def start_commit(self) -> None:
+        """Every import's outcome is known (and recorded): from here on only the sync state is written."""
+        self._write({"committing": True, "committedShards": 0, "pending": "[]"})
+
+    def committed(self, shards: int) -> None:
+        self._write({"committedShards": shards})
 
     def succeed(self, warning: str | None = None) -> None:
         self._write({"status": ChunkStatus.SUCCEEDED.value, **({"error": warning} if warning else {})})
@@ -266,6 +282,7 @@ def _run_entity(run: Run) -> dict:
         "segmentPrefix": run.segment_prefix, "trigger": run.trigger.value, "status": run.status.value,
         "phase": run.phase.value, "startedAt": run.started_at, "startedAtMs": float(run.started_at_ms),
         "segmentsTotal": run.segments_total, "buckets": run.buckets, "segmentsEnqueued": run.segments_enqueued,
+        "mode": run.mode.value, "dryRun": run.dry_run, "stateId": run.state_id,
         "errors": json.dumps(list(run.errors)),
     }
 
@@ -281,10 +298,13 @@ def _run(entity) -> Run:
         segment_prefix=entity["segmentPrefix"], trigger=Trigger(entity["trigger"]), status=RunStatus(entity["status"]),
         phase=Phase(entity["phase"]), started_at=entity["startedAt"], started_at_ms=int(entity["startedAtMs"]),
         segments_total=int(entity["segmentsTotal"]), buckets=int(entity["buckets"]),
-        segments_enqueued=bool(entity.get("segmentsEnqueued")), errors=tuple(json.loads(entity.get("errors") or "[]")),
+        segments_enqueued=bool(entity.get("segmentsEnqueued")),
+        # Runs recorded before the sync state existed sent everything.
+        mode=RunMode(entity.get("mode", RunMode.FULL.value)), dry_run=bool(entity.get("dryRun")),
+        state_id=entity.get("stateId") or "", errors=tuple(json.loads(entity.get("errors") or "[]")),
         cancellation=cancellation, finished_at=entity.get("finishedAt"),
         totals=Totals.from_document(json.loads(entity["totals"])) if entity.get("totals") else None,
-        rejects_blob=entity.get("rejectsBlob"), etag=entity.metadata["etag"],
+        rejects_blob=entity.get("rejectsBlob"), preview_blob=entity.get("previewBlob"), etag=entity.metadata["etag"],
     )
 
 
@@ -318,5 +338,11 @@ def _chunk(entity) -> Chunk:
         last_error=entity.get("lastError"), etag=entity.metadata["etag"], bucket=int(entity["bucket"]),
         records=int(entity.get("records", 0)), contacts=int(entity["contacts"]) if "contacts" in entity else None,
         duplicates=int(entity.get("duplicates", 0)), position=int(entity.get("position", 0)),
-        sent=int(entity.get("sent", 0)), rejected=int(entity.get("rejected", 0)), claim=entity.get("claim"),
+        sent=int(entity.get("sent", 0)), rejected=int(entity.get("rejected", 0)), failed=int(entity.get("failed", 0)),
+        unconfirmed=int(entity.get("unconfirmed", 0)), added=int(entity.get("added", 0)),
+        updated=int(entity.get("updated", 0)), unchanged=int(entity.get("unchanged", 0)), left=int(entity.get("left", 0)),
+        compared=bool(entity.get("compared")),
+        pending=tuple(PendingImport.from_document(p) for p in json.loads(entity.get("pending") or "[]")),
+        committing=bool(entity.get("committing")), committed_shards=int(entity.get("committedShards", 0)),
+        claim=entity.get("claim"),
     )

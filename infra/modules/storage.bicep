@@ -114,8 +114,9 @@ resource deploymentContainer 'Microsoft.Storage/storageAccounts/blobServices/con
   }
 }
 
-// The app deletes a run's working files when it finishes and its rejects report after
-// EXPORT_RETENTION_DAYS; this rule deletes whatever a crash or a stuck run left behind.
+// The app deletes a run's working files when it finishes and its reports after
+// EXPORT_RETENTION_DAYS; this rule deletes whatever a crash or a stuck run left behind. It
+// covers the run files container only: the sync state lives as long as its export.
 resource lifecycle 'Microsoft.Storage/storageAccounts/managementPolicies@2023-05-01' = {
   parent: account
   name: 'default'

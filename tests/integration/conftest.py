@@ -28,8 +28,10 @@ def vault():
 
 @pytest.fixture
 def simulator():
+    # Imports are processed at once here; tests of the asynchronous outcomes set a processing time.
     sim = ActiveCampaignSimulator(api_keys={API_KEY}, lists={"3": "Newsletter", "4": "Customers"},
-                                  requests_per_second=REQUESTS_PER_SECOND, bulk_per_minute=BULK_PER_MINUTE)
+                                  requests_per_second=REQUESTS_PER_SECOND, bulk_per_minute=BULK_PER_MINUTE,
+                                  import_processing_seconds=0.0)
     sim.start()
     yield sim
     sim.stop()

@@ -67,6 +67,26 @@ def person(email, *lists, **fields):
     return {"email": email, **fields, "subscribe": [{"listid": list_id} for list_id in lists]}
 
 
+def import_info(http, sim, batch_id):
+    response = call(http, sim, "GET", "/import/info", params={"batchId": batch_id})
+    assert response.status_code == 200
+    return response.json()
+
+
+def poll_until_processed(http, sim, batch_id, timeout=5.0):
+    """Poll import/info like a client; returns (statuses seen in order, final body, when, calls)."""
+    seen, calls, deadline = [], 0, time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        body = import_info(http, sim, batch_id)
+        calls += 1
+        if not seen or seen[-1] != body["status"]:
+            seen.append(body["status"])
+        if body["status"] not in (False, "waiting", "claimed", "active"):
+            return seen, body, time.monotonic(), calls
+        time.sleep(0.01)
+    raise AssertionError(f"batch {batch_id} still {seen[-1]!r} after {timeout} s")
+
+
 # ---- authentication and read endpoints ---------------------------------------------------------
 
 def test_missing_or_wrong_api_key_is_403_and_spends_no_budget(sim):
@@ -133,7 +153,8 @@ def test_bulk_import_success_creates_contacts_and_subscribes(sim, http):
     assert (stats["bulk_accepted"], stats["contacts_imported"], stats["contacts_created"]) == (1, 2, 2)
 
 
-def test_import_info_lists_only_contacts_created_by_the_batch(sim, http):
+def test_import_info_lists_only_contacts_created_by_the_batch(make_sim, http):
+    sim = make_sim(import_processing_seconds=0)  # processed at once: no polling needed here
     bulk(http, sim, [person("a@example.com", "3")])
     batch = bulk(http, sim, [person("a@example.com", "3"), person("b@example.com", "3")]).json()
     info = call(http, sim, "GET", "/import/info", params={"batchId": batch["batchId"]})
@@ -144,6 +165,142 @@ def test_import_info_lists_only_contacts_created_by_the_batch(sim, http):
     assert missing.status_code == 400
     assert missing.json() == {"success": 0, "message": "'batchId' is a required field."}
     assert call(http, sim, "GET", "/import/info", params={"batchId": "nope"}).status_code == 404
+
+
+# ---- asynchronous import outcomes ----------------------------------------------------------------
+
+def test_import_info_is_false_then_waiting_active_then_completed(make_sim, http):
+    sim = make_sim(import_processing_seconds=0.3, fail_import_emails={"late@example.com"})
+    posted_before = time.monotonic()
+    batch = bulk(http, sim, [person("a@example.com", "3"), person("late@example.com", "3")]).json()
+    assert batch["queued_contacts"] == 2  # the failing contact is queued like any other
+    first = import_info(http, sim, batch["batchId"])
+    assert first == {"status": False, "success": [], "failure": []}
+    # Nothing is reported failed before the batch is processed.
+    assert sim.failed_emails() == set() and sim.stats()["contacts_failed"] == 0
+    assert sim.batch(batch["batchId"])["status"] is False
+    seen, final, when, calls = poll_until_processed(http, sim, batch["batchId"])
+    assert seen == [False, "waiting", "active", "completed"]
+    assert when - posted_before >= 0.3
+    assert final == {"status": "completed", "success": [sim.contact("a@example.com")["id"]],
+                     "failure": ["late@example.com"]}
+    assert sim.failed_emails() == {"late@example.com"}
+    record = sim.batch(batch["batchId"])
+    assert record["status"] == record["outcome"] == "completed"
+    assert record["failure"] == ["late@example.com"] and record["queued_contacts"] == 2
+    assert sim.batch("no-such-batch") is None
+    stats = sim.stats()
+    assert stats["contacts_failed"] == 1 and stats["batches_failed"] == 0
+    assert stats["import_info_requests"] == 1 + calls  # sim.batch() is not an API request
+
+
+def test_import_failure_rate_is_seeded_and_failed_contacts_are_not_applied(make_sim, http):
+    contacts = [person(f"u{i}@example.com", "3", tags=["t"]) for i in range(200)]
+
+    def run(seed):
+        sim = make_sim(import_failure_rate=0.3, seed=seed, import_processing_seconds=0)
+        batch = bulk(http, sim, contacts).json()
+        assert batch["queued_contacts"] == 200
+        return sim, import_info(http, sim, batch["batchId"])
+
+    sim, info = run(11)
+    failed = set(info["failure"])
+    assert len(failed) == len(info["failure"])
+    assert 0.2 * 200 < len(failed) < 0.4 * 200
+    applied = {c["email"] for c in contacts} - failed
+    assert sim.subscribed("3") == applied
+    assert all(sim.contact(email) is None for email in failed)
+    assert sorted(info["success"]) == sorted(sim.contact(email)["id"] for email in applied)
+    assert sim.failed_emails() == failed
+    stats = sim.stats()
+    assert stats["contacts_failed"] == len(failed) and stats["contacts_created"] == len(applied)
+    assert run(11)[1]["failure"] == info["failure"]  # same seed, same failures
+    assert run(12)[1]["failure"] != info["failure"]
+
+
+def test_fail_import_emails_are_reported_failed_and_not_applied(make_sim, http):
+    sim = make_sim(import_processing_seconds=0)
+    assert bulk(http, sim, [person("bad@example.com", "4", first_name="Old")]).ok
+    sim.fail_import_emails = {"BAD@example.com"}
+    batch = bulk(http, sim, [
+        person("ok@example.com", "3"),
+        person("Bad@Example.com", "3", first_name="New", tags=["vip"], fields=[{"id": 1, "value": "x"}]),
+    ]).json()
+    assert batch["queued_contacts"] == 2
+    info = import_info(http, sim, batch["batchId"])
+    assert info == {"status": "completed", "success": [sim.contact("ok@example.com")["id"]],
+                    "failure": ["Bad@Example.com"]}
+    bad = sim.contact("bad@example.com")
+    assert (bad["first_name"], bad["tags"], bad["fields"]) == ("Old", [], {})
+    assert bad["lists"] == {"4": "subscribed"}
+    sim.configure(fail_import_emails=lambda email: email.endswith("@example.net"))
+    info = import_info(http, sim, bulk(http, sim, [person("n@example.net", "3"),
+                                                   person("bad@example.com", "3")]).json()["batchId"])
+    assert info["failure"] == ["n@example.net"]
+    assert sim.contact("n@example.net") is None and "bad@example.com" in sim.subscribed("3")
+    assert sim.failed_emails() == {"bad@example.com", "n@example.net"}
+    assert sim.stats()["contacts_failed"] == 2
+
+
+def test_fail_import_batches_end_failed_and_apply_nothing(make_sim, http):
+    sim = make_sim(fail_import_batches=1, import_processing_seconds=0.2)
+    failing = bulk(http, sim, [person("a@example.com", "3", tags=["x"]),
+                               person("b@example.com", "4")])
+    assert failing.status_code == 200 and failing.json()["queued_contacts"] == 2
+    record = sim.batch(failing.json()["batchId"])
+    assert record["status"] is False and record["outcome"] == "failed"
+    assert sim.fail_import_batches == 0
+    _, final, _, _ = poll_until_processed(http, sim, failing.json()["batchId"])
+    assert final == {"status": "failed", "success": [], "failure": []}
+    assert sim.contact("a@example.com") is None and sim.contact("b@example.com") is None
+    assert sim.subscribed("3") == sim.subscribed("4") == set()
+    second = bulk(http, sim, [person("a@example.com", "3")]).json()
+    _, final, _, _ = poll_until_processed(http, sim, second["batchId"])
+    assert final["status"] == "completed" and sim.subscribed("3") == {"a@example.com"}
+    stats = sim.stats()
+    assert (stats["batches_failed"], stats["bulk_accepted"], stats["contacts_failed"]) == (1, 2, 0)
+
+
+def test_import_info_without_a_key_is_403(make_sim, http):
+    sim = make_sim(import_processing_seconds=0)
+    batch_id = bulk(http, sim, [person("a@example.com", "3")] * 2).json()["batchId"]
+    url = f"{sim.base_url}/api/3/import/info"
+    assert requests.get(url, params={"batchId": batch_id}, timeout=5).status_code == 403
+    assert requests.get(url, params={"batchId": batch_id}, headers={"Api-Token": "nope"},
+                        timeout=5).status_code == 403
+    stats = sim.stats()
+    assert (stats["forbidden"], stats["import_info_requests"], stats["requests"]) == (2, 0, 1)
+    assert import_info(http, sim, batch_id)["status"] == "completed"
+
+
+def test_import_info_spends_the_per_account_budget(make_sim, http):
+    sim = make_sim(requests_per_second=5)
+    batch_id = bulk(http, sim, [person("a@example.com", "3")] * 2).json()["batchId"]
+    answers = [call(http, sim, "GET", "/import/info", params={"batchId": batch_id})
+               for _ in range(5)]
+    assert [r.status_code for r in answers] == [200, 200, 200, 200, 429]
+    assert [r.headers["RateLimit-Remaining"] for r in answers[:4]] == ["3", "2", "1", "0"]
+    assert int(answers[-1].headers["Retry-After"]) >= 1
+    stats = sim.stats()
+    assert (stats["requests"], stats["import_info_requests"], stats["throttled_429"]) == (5, 4, 1)
+
+
+def test_import_settings_are_configurable_and_checked(make_sim):
+    sim = make_sim()
+    assert sim.import_processing_seconds == 0.3 and sim.import_failure_rate == 0.0
+    assert sim.fail_import_batches == 0 and sim.fail_import_emails is None
+    sim.configure(import_processing_seconds=0, import_failure_rate=0.5, fail_import_batches=2,
+                  fail_import_emails=["x@example.com"])
+    assert (sim.import_processing_seconds, sim.import_failure_rate, sim.fail_import_batches) == (
+        0, 0.5, 2)
+    assert sim.fail_import_emails == ["x@example.com"]
+    for bad in ({"import_failure_rate": 1.5}, {"import_processing_seconds": -1},
+                {"fail_import_batches": -1}):
+        with pytest.raises(ValueError):
+            sim.configure(**bad)
+        with pytest.raises(ValueError):
+            ActiveCampaignSimulator(**bad)
+    assert sim.import_failure_rate == 0.5  # a refused setting changes nothing
 
 
 def test_bulk_rejects_251_and_0_contacts_and_counts_them(sim, http):
@@ -459,7 +616,8 @@ def test_context_manager_starts_and_stops():
 def test_command_line_prints_its_address_and_stops_on_sigterm():
     process = subprocess.Popen(
         [sys.executable, "-m", "tests.support.activecampaign", "--port", "0", "--api-key", "cli-key",
-         "--list", "3:Newsletter", "--list", "5"],
+         "--list", "3:Newsletter", "--list", "5", "--import-processing-seconds", "0",
+         "--import-failure-rate", "1"],
         cwd=PROJECT_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT)})
     try:
@@ -469,6 +627,13 @@ def test_command_line_prints_its_address_and_stops_on_sigterm():
         url = line.split(" on ")[1].split(" ")[0]
         response = requests.get(f"{url}/api/3/lists/5", headers={"Api-Token": "cli-key"}, timeout=5)
         assert response.json()["list"]["name"] == "List 5"
+        queued = requests.post(f"{url}/api/3/import/bulk_import", headers={"Api-Token": "cli-key"},
+                               json={"contacts": [person("a@example.com", "3"),
+                                                  person("b@example.com", "3")]}, timeout=5)
+        info = requests.get(f"{url}/api/3/import/info", headers={"Api-Token": "cli-key"},
+                            params={"batchId": queued.json()["batchId"]}, timeout=5).json()
+        assert info == {"status": "completed", "success": [],
+                        "failure": ["a@example.com", "b@example.com"]}
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=5) == 0
     finally:

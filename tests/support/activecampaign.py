@@ -7,6 +7,16 @@ lists and their 404s, no re-subscribing by bulk import of people who unsubscribe
 contact/sync and contactLists. Faults (errors, latency, dropped connections, deterministic
 failures, emails ActiveCampaign refuses) can be injected at construction or at run time.
 
+Bulk import outcomes are asynchronous, as FACTS.md says: GET /api/3/import/info reports
+`"status": false` for the first third of `import_processing_seconds` after the POST, then
+"waiting", then "active", and "completed" (or "failed") once that time has passed; `success` and
+`failure` stay empty until then. Which contacts of an accepted batch fail (`import_failure_rate`,
+drawn from the seeded rng; `fail_import_emails`) and whether the whole batch fails
+(`fail_import_batches`) is decided at POST time. The simulator applies the contacts that do not
+fail at once, at POST time; only the reported status waits. Failed contacts (and every contact of
+a failed batch) are never applied. The POST answer still counts every contact in
+`queued_contacts`: only import/info tells a client what really happened.
+
 In-process use:
 
     with ActiveCampaignSimulator(api_keys={"test-key"}, lists={"3": "Newsletter"}) as sim:
@@ -62,12 +72,14 @@ SUBSCRIBED, UNSUBSCRIBED = 1, 2
 CONFIGURABLE = frozenset({
     "api_keys", "requests_per_second", "bulk_per_minute", "bulk_single_per_minute",
     "throttle_status", "error_rate", "error_status", "latency", "drop_rate", "reject_emails",
+    "import_processing_seconds", "import_failure_rate", "fail_import_emails", "fail_import_batches",
 })
 STAT_KEYS = (
     "requests", "responses", "bulk_requests", "bulk_accepted", "contacts_imported",
     "contacts_created", "throttled_429", "throttled_bulk", "validation_rejections",
     "oversize_rejections", "malformed_rejections", "resubscribe_skipped", "errors_injected",
-    "dropped", "forbidden", "not_found", "connections",
+    "dropped", "forbidden", "not_found", "connections", "import_info_requests", "contacts_failed",
+    "batches_failed",
 )
 _DOMAIN_LABEL = re.compile(r"[A-Za-z0-9-]+\Z")
 
@@ -110,6 +122,27 @@ def _bulk_rate_limit_body(limit: int) -> dict:
             "requests, or retry this request in a minute."
         ],
     }
+
+
+def _email_matcher(value: Callable[[str], bool] | Iterable[str] | None) -> Callable[[str], bool]:
+    """A predicate from None (matches nothing), a callable, or emails (case-insensitive)."""
+    if value is None:
+        return lambda email: False
+    if callable(value):
+        return value
+    lowered = frozenset(e.lower() for e in value)
+    return lambda email: email.lower() in lowered
+
+
+def _check_import_settings(settings: dict) -> None:
+    # Checked up front: a bad value would otherwise only show as odd statuses much later.
+    if "import_processing_seconds" in settings and not settings["import_processing_seconds"] >= 0:
+        raise ValueError("import_processing_seconds must be >= 0")
+    if "import_failure_rate" in settings and not 0 <= settings["import_failure_rate"] <= 1:
+        raise ValueError("import_failure_rate must be between 0 and 1")
+    if "fail_import_batches" in settings and not (
+            isinstance(settings["fail_import_batches"], int) and settings["fail_import_batches"] >= 0):
+        raise ValueError("fail_import_batches must be an int >= 0")
 
 
 def _parse_json(body: bytes) -> Any:
@@ -180,9 +213,16 @@ class ActiveCampaignSimulator:
         reject_emails: Callable[[str], bool] | Iterable[str] | None = None,
         fields: list[dict] | None = None,
         seed: int = 0,
+        import_processing_seconds: float = 0.3,
+        import_failure_rate: float = 0.0,
+        fail_import_emails: Callable[[str], bool] | Iterable[str] | None = None,
+        fail_import_batches: int = 0,
     ) -> None:
         if host not in ("127.0.0.1", "localhost"):
             raise ValueError("the simulator binds to loopback only")
+        _check_import_settings({"import_processing_seconds": import_processing_seconds,
+                                "import_failure_rate": import_failure_rate,
+                                "fail_import_batches": fail_import_batches})
         self.host, self.port = "127.0.0.1", port
         self._lock = threading.RLock()
         self._rng = random.Random(seed)
@@ -197,6 +237,12 @@ class ActiveCampaignSimulator:
         self.error_rate, self.error_status = error_rate, error_status
         self.latency, self.drop_rate = latency, drop_rate
         self.reject_emails = reject_emails
+        self._fail_import: Callable[[str], bool] = lambda email: False
+        self._fail_import_emails: Any = None
+        self.fail_import_emails = fail_import_emails
+        self.import_processing_seconds = import_processing_seconds
+        self.import_failure_rate = import_failure_rate
+        self.fail_import_batches = fail_import_batches
         self._lists = {str(k): v for k, v in (lists or {}).items()}
         self._fields = list(fields or [])
         self._contacts: dict[str, dict] = {}  # lower-cased email -> record
@@ -204,6 +250,10 @@ class ActiveCampaignSimulator:
         self._memberships: dict[str, dict[str, int]] = {k: {} for k in self._lists}
         self._membership_ids: dict[tuple[str, str], str] = {}
         self._batches: dict[str, dict] = {}
+        # Batches whose outcome is not yet counted in the stats: each is settled (counted once)
+        # when first looked at after its processing time, so the counters mean "reported".
+        self._unsettled: list[str] = []
+        self._failed_emails: set[str] = set()
         self._next_contact_id = 1
         self._fail_rules: list[_FailRule] = []
         # Rate windows (pruned) are separate from the admitted-time history (kept for
@@ -253,21 +303,26 @@ class ActiveCampaignSimulator:
 
     @reject_emails.setter
     def reject_emails(self, value: Callable[[str], bool] | Iterable[str] | None) -> None:
-        if value is None:
-            def check(email: str) -> bool:
-                return False
-        elif callable(value):
-            check = value
-        else:
-            lowered = frozenset(e.lower() for e in value)
-            check = lambda email: email.lower() in lowered  # noqa: E731
+        check = _email_matcher(value)
         with self._lock:
             self._reject_emails, self._reject = value, check
+
+    @property
+    def fail_import_emails(self) -> Any:
+        """Emails (or a predicate) that an accepted bulk import always reports in `failure`."""
+        return self._fail_import_emails
+
+    @fail_import_emails.setter
+    def fail_import_emails(self, value: Callable[[str], bool] | Iterable[str] | None) -> None:
+        check = _email_matcher(value)
+        with self._lock:
+            self._fail_import_emails, self._fail_import = value, check
 
     def configure(self, **settings: Any) -> None:
         unknown = set(settings) - CONFIGURABLE
         if unknown:
             raise TypeError(f"unknown simulator settings: {sorted(unknown)}")
+        _check_import_settings(settings)
         with self._lock:
             for name, value in settings.items():
                 setattr(self, name, set(value) if name == "api_keys" else value)
@@ -314,8 +369,27 @@ class ActiveCampaignSimulator:
             record, _ = self._upsert_locked(email, {})
             self._memberships[str(list_id)][record["email"]] = UNSUBSCRIBED
 
+    def batch(self, batch_id: str) -> dict | None:
+        """The batch as import/info would report it now, plus its decided `outcome` and the
+        number of contacts queued; None for an unknown batchId. Not an API request."""
+        with self._lock:
+            now = time.monotonic()
+            self._settle_locked(now)
+            batch = self._batches.get(batch_id)
+            if batch is None:
+                return None
+            return dict(self._report_locked(batch, now), batchId=batch_id,
+                        outcome=batch["outcome"], queued_contacts=batch["queued"])
+
+    def failed_emails(self) -> set[str]:
+        """Every email (lower-cased, like the contact keys) reported failed by a completed batch."""
+        with self._lock:
+            self._settle_locked(time.monotonic())
+            return set(self._failed_emails)
+
     def stats(self) -> dict:
         with self._lock:
+            self._settle_locked(time.monotonic())
             return dict(self._stats, responses_by_status=dict(self._by_status),
                         contacts=len(self._contacts))
 
@@ -507,11 +581,40 @@ class ActiveCampaignSimulator:
         if not batch_id:
             return Reply(400, {"success": 0, "message": "'batchId' is a required field."})
         with self._lock:
+            now = time.monotonic()
+            self._settle_locked(now)
             batch = self._batches.get(batch_id)
             if batch is None:
                 return Reply(404, {"message": f"No Result found for import with batchId {batch_id}"})
-            return Reply(200, {"status": batch["status"], "success": list(batch["success"]),
-                               "failure": list(batch["failure"])})
+            self._stats["import_info_requests"] += 1
+            return Reply(200, self._report_locked(batch, now))
+
+    @staticmethod
+    def _report_locked(batch: dict, now: float) -> dict:
+        """The import/info body at `now`: false for the first third of the processing time
+        (FACTS: false right after the POST), then waiting, active, and the outcome."""
+        elapsed = now - batch["posted"]
+        duration = batch["ready_at"] - batch["posted"]
+        if elapsed < duration:
+            status: Any = False if elapsed < duration / 3 else (
+                "waiting" if elapsed < 2 * duration / 3 else "active")
+            return {"status": status, "success": [], "failure": []}
+        return {"status": batch["outcome"], "success": list(batch["success"]),
+                "failure": list(batch["failure"])}
+
+    def _settle_locked(self, now: float) -> None:
+        """Count the outcome of every batch whose processing time has passed, once."""
+        pending = []
+        for batch_id in self._unsettled:
+            batch = self._batches[batch_id]
+            if now < batch["ready_at"]:
+                pending.append(batch_id)
+                continue
+            if batch["outcome"] == "failed":
+                self._stats["batches_failed"] += 1
+            self._stats["contacts_failed"] += len(batch["failure"])
+            self._failed_emails.update(email.lower() for email in batch["failure"])
+        self._unsettled = pending
 
     def _oversize(self, detail: str) -> Reply:
         with self._lock:
@@ -556,10 +659,33 @@ class ActiveCampaignSimulator:
                     if str(entry["listid"]) not in self._lists:
                         return Reply(404, {
                             "message": f"No Result found for _List with id {entry['listid']}"})
-            created_ids = [record["id"] for record, created in map(self._apply_bulk_contact, contacts)
-                           if created]
+            # Outcomes are decided now and reported after import_processing_seconds (docstring).
+            now = time.monotonic()
+            created_ids: list[str] = []
+            failed: list[str] = []
+            if self.fail_import_batches > 0:
+                # The whole batch fails: nothing processed, so neither success nor failure.
+                self.fail_import_batches -= 1
+                outcome = "failed"
+            else:
+                outcome = "completed"
+                for contact in contacts:
+                    # The rng is drawn only when a rate is set, so seeded runs without one keep
+                    # their fault sequence.
+                    if self._fail_import(contact["email"]) or (
+                            self.import_failure_rate
+                            and self._rng.random() < self.import_failure_rate):
+                        failed.append(contact["email"])
+                        continue
+                    record, created = self._apply_bulk_contact(contact)
+                    if created:
+                        created_ids.append(record["id"])
             batch_id = str(uuid.uuid4())
-            self._batches[batch_id] = {"status": "completed", "success": created_ids, "failure": []}
+            self._batches[batch_id] = {
+                "posted": now, "ready_at": now + self.import_processing_seconds,
+                "outcome": outcome, "success": created_ids, "failure": failed,
+                "queued": len(contacts)}
+            self._unsettled.append(batch_id)
             self._stats["bulk_accepted"] += 1
             self._stats["contacts_imported"] += len(contacts)
         return Reply(200, {"Success": 1, "queued_contacts": len(contacts), "batchId": batch_id,
@@ -805,13 +931,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--drop-rate", type=float, default=0.0)
     parser.add_argument("--throttle-status", type=int, choices=(429, 503), default=429)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--import-processing-seconds", type=float, default=0.3,
+                        help="time until import/info reports a batch completed")
+    parser.add_argument("--import-failure-rate", type=float, default=0.0,
+                        help="share of contacts of accepted batches reported failed (0..1)")
     args = parser.parse_args(argv)
     simulator = ActiveCampaignSimulator(
         api_keys=args.api_key, lists=dict(args.list), port=args.port,
         requests_per_second=args.requests_per_second, bulk_per_minute=args.bulk_per_minute,
         bulk_single_per_minute=args.bulk_single_per_minute, throttle_status=args.throttle_status,
         error_rate=args.error_rate, error_status=args.error_status, latency=args.latency,
-        drop_rate=args.drop_rate, seed=args.seed)
+        drop_rate=args.drop_rate, seed=args.seed,
+        import_processing_seconds=args.import_processing_seconds,
+        import_failure_rate=args.import_failure_rate)
     stopping = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stopping.set())

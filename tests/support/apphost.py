@@ -208,5 +208,5 @@ class TestApp:
         assert response.status == 200, response.body
         return response.body
 
-    def start(self, export_id: str) -> Response:
-        return self.request("POST", f"/api/exports/{export_id}/runs")
+    def start(self, export_id: str, body: dict | None = None) -> Response:
+        return self.request("POST", f"/api/exports/{export_id}/runs", body)

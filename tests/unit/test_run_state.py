@@ -34,9 +34,10 @@ def segment(index, status=SegmentStatus.SPLIT, rows=0, rejected=0, error=None) -
                    rejected_by_reason={"row_unreadable": rejected} if rejected else {})
 
 
-def chunk(index, status=ChunkStatus.SUCCEEDED, records=0, contacts=None, sent=0, rejected=0, duplicates=0, error=None):
+def chunk(index, status=ChunkStatus.SUCCEEDED, records=0, contacts=None, sent=0, rejected=0, duplicates=0, error=None,
+          **figures):
     return Chunk(run_id="r1", index=index, status=status.value, records=records, contacts=contacts, sent=sent,
-                 rejected=rejected, duplicates=duplicates, error=error)
+                 rejected=rejected, duplicates=duplicates, error=error, **figures)
 
 
 def view(segments=(), chunks=(), **run_changes) -> RunView:
@@ -111,14 +112,17 @@ def test_a_run_whose_every_row_was_rejected_failed_and_says_so():
 
 
 def test_the_status_document_has_every_figure_and_the_cancellation():
-    cancelled = view([segment(0, rows=3)], [chunk(0, contacts=3, sent=3)], status=RunStatus.CANCELLED,
+    cancelled = view([segment(0, rows=3)], [chunk(0, contacts=3, sent=3, added=2, updated=1, unchanged=4, left=5,
+                                                 unconfirmed=1)], status=RunStatus.CANCELLED,
                      cancellation=Cancellation("admin@example.com", "2030-01-01T00:01:00.000Z", "cancelled by admin"),
                      finished_at="2030-01-01T00:02:00.000Z", errors=("stopped",), rejects_blob=None)
     assert status_document(cancelled) == {
-        "runId": "r1", "exportId": "e1", "trigger": "http", "status": "cancelled", "rows": 3, "contacts": 3, "sent": 3,
-        "rejected": 0, "rejectedByReason": {}, "duplicates": 0, "chunks": {"total": 1, "succeeded": 1, "failed": 0},
+        "runId": "r1", "exportId": "e1", "trigger": "http", "mode": "incremental", "dryRun": False,
+        "status": "cancelled", "rows": 3, "contacts": 3, "sent": 3,
+        "rejected": 0, "rejectedByReason": {}, "duplicates": 0, "added": 2, "updated": 1, "unchanged": 4, "left": 5,
+        "unconfirmed": 1, "chunks": {"total": 1, "succeeded": 1, "failed": 0},
         "startedAt": "2030-01-01T00:00:00.000Z", "finishedAt": "2030-01-01T00:02:00.000Z", "errors": ["stopped"],
-        "rejectsBlob": None,
+        "rejectsBlob": None, "previewBlob": None,
         "cancellation": {"requestedBy": "admin@example.com", "requestedAt": "2030-01-01T00:01:00.000Z",
                          "reason": "cancelled by admin"}}
     assert "cancellation" not in status_document(view())

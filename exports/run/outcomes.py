@@ -1,0 +1,155 @@
+"""What became of a chunk's bulk imports: ActiveCampaign processes them after answering, so
+`queued_contacts` is not the outcome. Each import is read back with import/info.
+
+Reads are interleaved with the sending, at most one per import sent, so they use the request
+budget while the sender waits for its next bulk slot; the ones still open when the chunk's last
+import is sent are read until known or until ACTIVECAMPAIGN_OUTCOME_WAIT_SECONDS have passed since
+the import was sent. Every outcome is written to the run's files (the rejects report, and the
+chunk's undelivered emails, which are kept out of the sync state) before the checkpoint that drops
+it from the pending list, so a redelivered chunk reads again only what it had not recorded.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
+
+from exports.activecampaign.budget import AccountBudget
+from exports.activecampaign.client import ActiveCampaignClient, ImportOutcome
+from exports.errors import MissingInAccount
+from exports.model import PendingImport, Run
+from exports.run.batching import Item
+from exports.run.files import BlockWriter, csv_line, failed_rejects_name, undelivered_name, undelivered_prefix
+
+if TYPE_CHECKING:
+    from exports.context import AppContext
+
+log = logging.getLogger(__name__)
+
+# An import may be read as soon as it is sent (FACTS.md: its status is false for about a second);
+# while it is not done, each read waits twice as long as the one before, up to the interval cap.
+FIRST_READ_SECONDS = 0.25
+MAX_READ_INTERVAL_SECONDS = 15.0
+
+
+@dataclass
+class Counts:
+    failed: int = 0
+    unconfirmed: int = 0
+
+
+class Outcomes:
+    """The pending imports of one chunk delivery and what was learned of them."""
+
+    def __init__(self, ctx: AppContext, client: ActiveCampaignClient, budget: AccountBudget, run: Run, chunk: int,
+                 to_send: list[Item], pending: tuple[PendingImport, ...], counts: Counts, on_retry,
+                 clock: Callable[[], float] = time.time):
+        self._ctx, self._client, self._budget, self._run, self._chunk = ctx, client, budget, run, chunk
+        self._to_send, self._on_retry, self._clock = to_send, on_retry, clock
+        self.pending = list(pending)
+        self.counts = counts
+        self._reads: dict[str, tuple[int, float]] = {}  # batch id -> (reads by this delivery, when last read)
+
+    def add(self, position: int, count: int, batch_id: str | None) -> None:
+        pending = PendingImport(position, count, batch_id or "", self._clock())
+        if batch_id:
+            self.pending.append(pending)
+        else:  # an acceptance without a batch id cannot be read back
+            self._unconfirmed(pending, "ActiveCampaign's answer named no batchId")
+
+    def read_one_due(self) -> bool:
+        """Read the oldest import whose next read is due; whether one was read."""
+        now = self._clock()
+        for pending in self.pending:
+            if now >= self._next_read_at(pending):
+                self._read(pending)
+                return True
+        return False
+
+    def read_all(self, sleep: Callable[[float], None], stop: Callable[[], str | None]) -> str | None:
+        """Read until every import is known or given up on; the stop reason if the run must stop first."""
+        while self.pending:
+            if not self.read_one_due():
+                reason = stop()
+                if reason:
+                    return reason
+                wait = min(self._next_read_at(p) for p in self.pending) - self._clock()
+                sleep(max(0.0, min(wait, MAX_READ_INTERVAL_SECONDS)))
+        return None
+
+    def _next_read_at(self, pending: PendingImport) -> float:
+        if pending.batch_id not in self._reads:
+            return pending.sent_at
+        reads, last = self._reads[pending.batch_id]
+        due = last + min(FIRST_READ_SECONDS * 2 ** (reads - 1), MAX_READ_INTERVAL_SECONDS)
+        return min(due, pending.sent_at + self._wait_seconds())  # the last read comes when the wait is over
+
+    def _wait_seconds(self) -> float:
+        return self._ctx.settings.outcome_wait_seconds
+
+    def _read(self, pending: PendingImport) -> None:
+        self._reads[pending.batch_id] = (self._reads.get(pending.batch_id, (0, 0.0))[0] + 1, self._clock())
+
+        def call():
+            self._budget.before_request()
+            return self._client.import_info(pending.batch_id)
+
+        try:
+            outcome = self._ctx.backoff.run(call, on_retry=self._on_retry)
+        except MissingInAccount:
+            self._unconfirmed(pending, f"ActiveCampaign no longer knows import batch {pending.batch_id}")
+            return
+        if outcome.done:
+            self._record(pending, outcome)
+        elif self._clock() - pending.sent_at >= self._wait_seconds():
+            self._unconfirmed(pending, f"ActiveCampaign had not processed import batch {pending.batch_id} after "
+                                       f"{self._wait_seconds():.0f} s (status {outcome.status or 'not started'})")
+
+    def _record(self, pending: PendingImport, outcome: ImportOutcome) -> None:
+        batch = self._to_send[pending.position:pending.position + pending.count]
+        if outcome.status == "completed":
+            failed = [item for item in batch if item.contact["email"] in outcome.failed]
+            reason = (f"ActiveCampaign reported the contact failed when it processed import batch {pending.batch_id} "
+                      "(import/info gives no reason: see the import's report in ActiveCampaign)")
+        else:
+            failed = batch
+            reason = (f"ActiveCampaign's import batch {pending.batch_id} ended '{outcome.status}': none of its "
+                      "contacts is known to be imported")
+        if failed:
+            container = self._ctx.runs_container
+            rejects = BlockWriter(container.get_blob_client(failed_rejects_name(self._run.id, self._chunk, pending.position)))
+            for item in failed:
+                rejects.write(csv_line((item.blob, item.row, item.contact["email"], reason)))
+            rejects.close()
+            write_undelivered(self._ctx, self._run.id, self._chunk, pending.position, "failed", failed)
+            self.counts = replace(self.counts, failed=self.counts.failed + len(failed))
+            log.warning("run=%s chunk=%d: %d contacts of import batch %s failed (status %s)", self._run.id, self._chunk,
+                        len(failed), pending.batch_id, outcome.status)
+        self.pending.remove(pending)
+
+    def _unconfirmed(self, pending: PendingImport, why: str) -> None:
+        batch = self._to_send[pending.position:pending.position + pending.count]
+        write_undelivered(self._ctx, self._run.id, self._chunk, pending.position, "unconfirmed", batch)
+        self.counts = replace(self.counts, unconfirmed=self.counts.unconfirmed + len(batch))
+        log.warning("run=%s chunk=%d: %s; its %d contacts are sent again by the next run", self._run.id, self._chunk,
+                    why, len(batch))
+        if pending in self.pending:
+            self.pending.remove(pending)
+
+
+def write_undelivered(ctx: AppContext, run_id: str, chunk: int, position: int, why: str, items: list[Item]) -> None:
+    """Emails of a batch ActiveCampaign did not take, so the chunk's commit keeps them out of the sync state."""
+    writer = BlockWriter(ctx.runs_container.get_blob_client(undelivered_name(run_id, chunk, position, why)))
+    for item in items:
+        writer.write(item.contact["email"].encode("utf-8") + b"\n")
+    writer.close()
+
+
+def read_undelivered(ctx: AppContext, run_id: str, chunk: int) -> set[str]:
+    container = ctx.runs_container
+    emails = set()
+    for name in container.list_blob_names(name_starts_with=undelivered_prefix(run_id, chunk)):
+        emails.update(container.get_blob_client(name).download_blob().readall().decode("utf-8").splitlines())
+    return emails
