@@ -303,7 +303,6 @@ class Chunk(Piece):
     compared: bool = False  # the figures above are recorded
     pending: tuple[PendingImport, ...] = ()  # imports sent whose outcome is not known yet
     committing: bool = False  # every outcome is known: the sync state's shards are being written
-    committed_shards: int = 0  # of the chunk's shards, in order
     claim: str | None = None
 
     @property

@@ -38,7 +38,7 @@ from exports.run.compare import Action, Bucket, by_shard, compare, next_state
 from exports.run.files import PREVIEW_HEADER, BlockWriter, batch_rejects_name, csv_line, part_name, preview_part_name
 from exports.run.messages import ChunkMessage
 from exports.run.outcomes import Counts, Outcomes, read_undelivered, write_undelivered
-from exports.store.runs import Superseded
+from exports.store.runs import ChunkClaim, Superseded
 from shared.secrets import SecretNotFound
 
 if TYPE_CHECKING:
@@ -107,55 +107,62 @@ def _send(ctx: AppContext, run: Run, chunk: Chunk) -> None:
         _write_preview(ctx, run, chunk.index, bucket, comparison)
         claim.succeed()
         return
-    to_send = comparison.to_send(bucket.items)
-    position, sent, rejected = before.position, before.sent, before.rejected
     try:
-        client = ctx.accounts.client(run.hostname, run.api_key_secret_name)
-        budget = ctx.accounts.budget(run.hostname)
-        on_retry = _on_retry(run.id, chunk.index, budget)
-        if to_send or before.pending:
-            check_list(ctx, client, budget, run, on_retry)
-        outcomes = Outcomes(ctx, client, budget, run, chunk.index, to_send, before.pending,
-                            Counts(before.failed, before.unconfirmed), on_retry)
-
-        def checkpoint():
-            claim.checkpoint(position, sent, rejected, outcomes.counts.failed, outcomes.counts.unconfirmed,
-                             tuple(outcomes.pending))
-
-        warnings = []
-        for batch in batches(to_send, position, run.list_id):
-            try:
-                accepted, refused = _import(ctx, client, budget, batch, run, on_retry)
-            except _Stop as stop:
-                fail_chunk(ctx, run.id, chunk.index, f"{stop} ({sent} contacts of this chunk were sent before)")
-                return
-            if refused:
-                _write_rejects(ctx, run.id, chunk.index, position, refused)
-            if accepted.queued_contacts < len(batch) - len(refused):
-                warnings.append(f"ActiveCampaign queued {accepted.queued_contacts} of {len(batch) - len(refused)} "
-                                "contacts of a batch (the account's contact limit may be reached)")
-            if accepted.queued_contacts:
-                outcomes.add(position, len(batch), accepted.batch_id)
-            position, sent, rejected = position + len(batch), sent + accepted.queued_contacts, rejected + len(refused)
-            checkpoint()
-            if outcomes.read_one_due():  # while the next bulk slot comes round
-                checkpoint()
-        stop = outcomes.read_all(ctx.backoff.sleep, lambda: stop_reason(ctx, run))
-        if stop:
-            fail_chunk(ctx, run.id, chunk.index, f"{stop} ({sent} contacts of this chunk were sent before)")
-            return
-        checkpoint()
-        if outcomes.counts.unconfirmed:
-            warnings.append(f"{outcomes.counts.unconfirmed} contacts were sent but ActiveCampaign had not processed "
-                            "their import in time: they are sent again by the next run")
-        claim.start_commit()
+        warning = _send_changes(ctx, run, claim, comparison.to_send(bucket.items))
+        claim.start_commit(warning)
         _commit(ctx, run, chunk.index, bucket, shards, state)
-        claim.succeed(warnings[0] if warnings else None)
+        claim.succeed(warning)
+    except _Stop as stop:  # nothing is committed: the next run sends the chunk's contacts again
+        fail_chunk(ctx, run.id, chunk.index, str(stop))
     except KeyRejected as error:
         ctx.accounts.key_rejected(run.api_key_secret_name)  # a rotated key is read afresh by the next delivery
         fail_chunk(ctx, run.id, chunk.index, str(error))
     except (Fatal, SecretNotFound) as error:
         fail_chunk(ctx, run.id, chunk.index, str(error))
+
+
+def _send_changes(ctx: AppContext, run: Run, claim: ChunkClaim, to_send: list[Item]) -> str | None:
+    """Send the contacts from the checkpoint on and read every import's outcome; a warning for the chunk, if
+    any. Raises _Stop when the run must stop."""
+    before, index = claim.before, claim.index
+    position, sent, rejected = before.position, before.sent, before.rejected
+    client = ctx.accounts.client(run.hostname, run.api_key_secret_name)
+    budget = ctx.accounts.budget(run.hostname)
+    on_retry = _on_retry(run.id, index, budget)
+    if to_send or before.pending:
+        check_list(ctx, client, budget, run, on_retry)
+    outcomes = Outcomes(ctx, client, budget, run, index, to_send, before.pending,
+                        Counts(before.failed, before.unconfirmed), on_retry)
+
+    def checkpoint():
+        claim.checkpoint(position, sent, rejected, outcomes.counts.failed, outcomes.counts.unconfirmed,
+                         tuple(outcomes.pending))
+
+    warnings = []
+    for batch in batches(to_send, position, run.list_id):
+        try:
+            accepted, refused = _import(ctx, client, budget, batch, run, on_retry)
+        except _Stop as stop:
+            raise _Stop(f"{stop} ({sent} contacts of this chunk were sent before)") from None
+        if refused:
+            _write_rejects(ctx, run.id, index, position, refused)
+        if accepted.queued_contacts < len(batch) - len(refused):
+            warnings.append(f"ActiveCampaign queued {accepted.queued_contacts} of {len(batch) - len(refused)} "
+                            "contacts of a batch (the account's contact limit may be reached)")
+        if accepted.queued_contacts:
+            outcomes.add(position, len(batch), accepted.batch_id)
+        position, sent, rejected = position + len(batch), sent + accepted.queued_contacts, rejected + len(refused)
+        checkpoint()
+        if outcomes.read_one_due():  # while the next bulk slot comes round
+            checkpoint()
+    stop = outcomes.read_all(ctx.backoff.sleep, lambda: stop_reason(ctx, run))
+    if stop:
+        raise _Stop(f"{stop} ({sent} contacts of this chunk were sent before)")
+    checkpoint()
+    if outcomes.counts.unconfirmed:
+        warnings.append(f"{outcomes.counts.unconfirmed} contacts were sent but ActiveCampaign had not processed "
+                        "their import in time: they are sent again by the next run")
+    return warnings[0] if warnings else None
 
 
 class _StateOfRun:

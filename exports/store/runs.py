@@ -252,12 +252,10 @@ class ChunkClaim:
         self._write({"position": position, "sent": sent, "rejected": rejected, "failed": failed,
                      "unconfirmed": unconfirmed, "pending": json.dumps([p.to_document() for p in pending])})
 
-    def start_commit(self) -> None:
-        """Every import's outcome is known (and recorded): from here on only the sync state is written."""
-        self._write({"committing": True, "committedShards": 0, "pending": "[]"})
-
-    def committed(self, shards: int) -> None:
-        self._write({"committedShards": shards})
+    def start_commit(self, warning: str | None = None) -> None:
+        """Every import's outcome is known (and recorded): from here on only the sync state is written.
+        The chunk's warning is kept for a delivery that only finishes the commit."""
+        self._write({"committing": True, "pending": "[]", **({"error": warning} if warning else {})})
 
     def succeed(self, warning: str | None = None) -> None:
         self._write({"status": ChunkStatus.SUCCEEDED.value, **({"error": warning} if warning else {})})
@@ -343,6 +341,6 @@ def _chunk(entity) -> Chunk:
         updated=int(entity.get("updated", 0)), unchanged=int(entity.get("unchanged", 0)), left=int(entity.get("left", 0)),
         compared=bool(entity.get("compared")),
         pending=tuple(PendingImport.from_document(p) for p in json.loads(entity.get("pending") or "[]")),
-        committing=bool(entity.get("committing")), committed_shards=int(entity.get("committedShards", 0)),
+        committing=bool(entity.get("committing")),
         claim=entity.get("claim"),
     )

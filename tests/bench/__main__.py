@@ -3,6 +3,7 @@
     ceiling   worker processes drain one run at 12x ActiveCampaign's limits: ceiling_utilization, throttled
     single    the same with one worker process, one and two executions at a time (where gaps come from)
     pipeline  1,000,000 profiles through splitter and workers, limits lifted: wall, CPU, peak memory
+    refresh   the same profiles exported, 1% changed, exported again: sent per changed, wall, CPU, memory
     baseline  one call per contact against ours, same sample, documented limits
     projection  minutes for 1,000,000 contacts at the documented limits, from the measured utilization
 
@@ -18,9 +19,9 @@ import math
 import sys
 import time
 
-BENCHMARKS = ("ceiling", "single", "pipeline", "baseline", "projection")
+BENCHMARKS = ("ceiling", "single", "pipeline", "refresh", "baseline", "projection")
 TARGETS = {"ceiling_utilization_min": 0.95, "throttled_max": 0, "pipeline_profiles": 1_000_000,
-           "peak_rss_mb_max": 200, "projection_minutes_max": 42}
+           "peak_rss_mb_max": 200, "projection_minutes_max": 42, "refresh_sent_per_changed_max": 1.05}
 DOCUMENTED_BULK_PER_MINUTE = 100
 CONTACTS_PER_IMPORT = 250
 
@@ -48,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"unknown benchmarks: {sorted(unknown)}")
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(asctime)s %(levelname)s %(message)s")
-    from tests.bench import baseline, ceiling, pipeline
+    from tests.bench import baseline, ceiling, pipeline, refresh
 
     quick = args.quick
     began = time.monotonic()
@@ -65,6 +66,9 @@ def main(argv: list[str] | None = None) -> int:
     if "pipeline" in chosen:
         results["pipeline"] = pipeline.run(rows=50_000 if quick else 1_000_000, blobs=4 if quick else 10)
         emit(results["pipeline"])
+    if "refresh" in chosen:
+        results["refresh"] = refresh.run(rows=50_000 if quick else 1_000_000, blobs=4 if quick else 10)
+        emit(results["refresh"])
     if "baseline" in chosen:
         results["baseline"] = baseline.run(rows=1000 if quick else 5000, baseline_seconds=5 if quick else 30)
         emit(results["baseline"])
@@ -94,6 +98,17 @@ def summary(results: dict, quick: bool, seconds: float) -> dict:
         met["pipeline_memory"] = (pipeline["max_peak_rss_mb"] is not None
                                   and all(p is not None and p < TARGETS["peak_rss_mb_max"]
                                           for p in pipeline["peak_rss_mb_per_process"]))
+    if "refresh" in results:
+        fresh = results["refresh"]
+        figures.update(refresh_sent_per_changed=fresh["sent_per_changed"], refresh_wall_seconds=fresh["wall_seconds"],
+                       refresh_projected_minutes=fresh["projected_minutes_at_documented_limits"],
+                       refresh_cpu_seconds_per_million=fresh["cpu_seconds_per_million_profiles"],
+                       refresh_max_peak_rss_mb=fresh["max_peak_rss_mb"])
+        met["refresh_sends_only_changes"] = (fresh["status"] == "succeeded" and fresh["renamed_on_list"] == fresh["changed"]
+                                             and fresh["sent_per_changed"] is not None
+                                             and fresh["sent_per_changed"] <= TARGETS["refresh_sent_per_changed_max"])
+        met["refresh_memory"] = all(p is not None and p < TARGETS["peak_rss_mb_max"]
+                                    for p in fresh["peak_rss_mb_per_process"])
     if "baseline" in results:
         figures.update(speedup_over_one_call_per_contact=results["baseline"]["speedup"])
     if "projection" in results:

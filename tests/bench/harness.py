@@ -46,24 +46,30 @@ def context(env: dict):
     return ctx
 
 
-def profile_rows(start: int, count: int):
-    """Clean, distinct profiles person{n}: every row becomes one contact (the pipeline normalises the case)."""
+RENAMED = "Renamed"  # the first name of the profiles a refresh changes
+
+
+def profile_rows(start: int, count: int, changed_every: int = 0):
+    """Clean, distinct profiles person{n}: every row becomes one contact (the pipeline normalises the case).
+    With `changed_every`, every such profile has another first name (a refresh's changes)."""
     for n in range(start, start + count):
-        yield (f"Person{n}@Example.com", FIRST[n % 3], f"Last{n}", f"+1555{n:07d}" if n % 3 else "", "pro")
+        first = RENAMED if changed_every and n % changed_every == 0 else FIRST[n % 3]
+        yield (f"Person{n}@Example.com", first, f"Last{n}", f"+1555{n:07d}" if n % 3 else "", "pro")
 
 
-def write_segment(ctx, prefix: str, rows: int, blobs: int) -> list[str]:
+def write_segment(ctx, prefix: str, rows: int, blobs: int, changed_every: int = 0) -> list[str]:
     """Uploads `rows` profiles as `blobs` files in rotating formats (CSV, CSV gzip, JSON Lines), one at a time."""
     names, start = [], 0
     for index in range(blobs):
         count = rows // blobs + (1 if index < rows % blobs else 0)
         kind = index % 3
+        rows_of_blob = profile_rows(start, count, changed_every)
         if kind == 0:
-            name, data = f"part-{index:05d}.csv", csv_bytes(profile_rows(start, count))
+            name, data = f"part-{index:05d}.csv", csv_bytes(rows_of_blob)
         elif kind == 1:
-            name, data = f"part-{index:05d}.csv.gz", gzip.compress(csv_bytes(profile_rows(start, count)), compresslevel=1)
+            name, data = f"part-{index:05d}.csv.gz", gzip.compress(csv_bytes(rows_of_blob), compresslevel=1)
         else:
-            name, data = f"part-{index:05d}.jsonl", jsonl_bytes(profile_rows(start, count))
+            name, data = f"part-{index:05d}.jsonl", jsonl_bytes(rows_of_blob)
         ctx.storage.blobs.get_blob_client(SEGMENTS_CONTAINER, prefix + name).upload_blob(data, overwrite=True)
         names.append(prefix + name)
         start += count
