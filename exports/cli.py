@@ -1,11 +1,15 @@
-"""Command line for local runs: `python -m exports run SEGMENT_FILE --host HOST --list-id N --email COLUMN`.
+"""Command line for local runs: `python -m exports run SEGMENT... --host HOST --list-id N --email COLUMN`.
 
 It goes through the same services as the API: it records a connection (checking the API key
-with ActiveCampaign) and an export (checking the list, and the mapped columns against the file's
-header), then uploads the file to storage as a segment (Azurite by default), starts a run and
-drains the run's own queue messages in this process through the app's own queue functions
-(exports/local_host.py). What it created (connection, export, the copy of the file) is removed
-when the run ends, unless --keep. Progress goes to stderr; the final status document is one JSON
+with ActiveCampaign) and an export (checking the list, and the mapped columns against the first
+file's header), then uploads the files to storage as the blobs of one segment (Azurite by
+default), starts a run and drains the run's own queue messages in this process through the app's
+own queue functions (exports/local_host.py). SEGMENT is a file or a folder of them (a partitioned
+export). What it created (connection, export, the copy of the files) is removed when the run
+ends, unless --keep. With --export-name NAME the connection and export named NAME are kept and
+reused by the next run with that name (its list and mapping updated from the arguments, the files
+replacing its segment), so the next run sends only what changed; the copy of the files is still
+removed. Progress goes to stderr; the final status document is one JSON
 line on stdout. Exit code: 0 succeeded, 1 completed_with_errors, 2 failed or refused, 130
 interrupted (Ctrl-C cancels the run: nothing more is sent).
 """
@@ -29,7 +33,8 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m exports", description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser("run", help="export a local segment file end to end on local parts")
-    run.add_argument("segment_file", type=Path, help="a .csv, .csv.gz, .jsonl or .jsonl.gz file of profiles")
+    run.add_argument("segment", type=Path, nargs="+",
+                     help="a .csv, .csv.gz, .jsonl or .jsonl.gz file of profiles, several, or a folder of them")
     run.add_argument("--host", required=True, help="ActiveCampaign REST endpoint hostname, e.g. myaccount.api-us1.com")
     run.add_argument("--list-id", required=True, help="id of the ActiveCampaign list to subscribe the contacts to")
     run.add_argument("--email", required=True, help="column holding the email address")
@@ -38,7 +43,12 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--phone", help="column holding the phone number")
     run.add_argument("--timeout", type=float, default=6 * 3600, help="give up after this many seconds (default 6 h)")
     run.add_argument("--keep", action="store_true",
-                     help="keep the connection, the export and the uploaded copy of the file after the run")
+                     help="keep the connection, the export and the uploaded copy of the files after the run")
+    run.add_argument("--export-name", help="reuse the connection and export of this name across runs (created on "
+                                           "first use): each run then sends only what changed since the last")
+    run.add_argument("--full", action="store_true", help="send every contact and rebuild the export's sync state")
+    run.add_argument("--dry-run", action="store_true",
+                     help="work out what would be sent and write the preview; send nothing, change nothing")
     commands.add_parser("init", help="create the queues, containers and tables in local storage")
     status = commands.add_parser("status", help="print a run's status document")
     status.add_argument("run_id")
@@ -47,6 +57,9 @@ def _parser() -> argparse.ArgumentParser:
     rejects = commands.add_parser("rejects", help="write a run's rejects report (CSV: blob, row, email, reason)")
     rejects.add_argument("run_id")
     rejects.add_argument("-o", "--output", type=Path, help="file to write (default: standard output)")
+    preview = commands.add_parser("preview", help="write a dry run's preview (CSV: email, action, values)")
+    preview.add_argument("run_id")
+    preview.add_argument("-o", "--output", type=Path, help="file to write (default: standard output)")
     return parser
 
 
@@ -92,8 +105,9 @@ def _command(ctx, args) -> int:
     if args.command == "cancel":
         print(json.dumps(runs.cancel_run(ctx, _cli_caller(ctx), args.run_id)))
         return 0
-    if args.command == "rejects":
-        report = runs.rejects_report(ctx, _cli_caller(ctx), args.run_id)
+    if args.command in ("rejects", "preview"):
+        read = runs.rejects_report if args.command == "rejects" else runs.preview_report
+        report = read(ctx, _cli_caller(ctx), args.run_id)
         out = args.output.open("wb") if args.output else sys.stdout.buffer
         try:
             for chunk in report.chunks():
@@ -117,18 +131,15 @@ def _cli_caller(ctx):
 
 def _run(ctx, args) -> int:
     from exports.local_host import LocalQueueHost
-    from exports.model import RunStatus, Trigger
+    from exports.model import RunMode, RunStatus, Trigger
     from exports.names import SEGMENTS_CONTAINER
-    from exports.segments.blobs import HEADER_PROBE_BYTES, SEGMENT_SUFFIXES, is_segment_blob
+    from exports.segments.blobs import HEADER_PROBE_BYTES
     from exports.services import connections, exports, runs
     from function_app import app
 
-    path: Path = args.segment_file
-    if not path.is_file():
-        print(f"error: {path} is not a file", file=sys.stderr)
-        return EXIT_FAILED
-    if not is_segment_blob(path.name):
-        print(f"error: {path.name} must end in one of {', '.join(SEGMENT_SUFFIXES)}", file=sys.stderr)
+    files = _segment_files(args.segment)
+    if isinstance(files, str):
+        print(f"error: {files}", file=sys.stderr)
         return EXIT_FAILED
     api_key = ctx.settings.local_api_key
     if not api_key:
@@ -136,25 +147,40 @@ def _run(ctx, args) -> int:
         return EXIT_FAILED
     ctx.ensure_resources()
     caller = _cli_caller(ctx)
-    created = _Created(ctx, caller)
+    created = _Created(ctx, caller, keep_records=bool(args.export_name))
     try:
         # The same checks as the API, in the same order, before anything is uploaded: the key, the
-        # list, and the mapped columns against the file's own header.
-        created.connection_id = connections.create_connection(ctx, caller, lambda: {
-            "displayName": f"CLI {args.host}", "hostname": args.host, "apiKey": api_key, "privacyConsent": True})["id"]
-        prefix = f"cli/{uuid.uuid4().hex}/"
+        # list, and the mapped columns against the first file's own header.
         mapping = {"email": args.email, "firstName": args.first_name, "lastName": args.last_name, "phone": args.phone}
-        with path.open("rb") as data:
-            probe = exports.SegmentProbe(path.name, data.read(HEADER_PROBE_BYTES))
-        created.export_id = exports.create_export(ctx, caller, lambda: {
-            "displayName": f"CLI {path.name}", "connectionId": created.connection_id, "listId": args.list_id,
-            "segment": {"container": SEGMENTS_CONTAINER, "prefix": prefix},
-            "mapping": {k: v for k, v in mapping.items() if v}}, probe=probe)["id"]
-        created.segment_blob = prefix + path.name
-        with path.open("rb") as data:
-            ctx.storage.blobs.get_blob_client(SEGMENTS_CONTAINER, created.segment_blob).upload_blob(data, overwrite=True)
-        run_id = runs.start_run(ctx, caller, created.export_id, Trigger.CLI)
-        print(f"run {run_id} started for {path.name}", file=sys.stderr)
+        with files[0][1].open("rb") as data:
+            probe = exports.SegmentProbe(files[0][1].name, data.read(HEADER_PROBE_BYTES))
+        name = args.export_name or f"CLI {files[0][1].name}"
+        existing = next((e for e in ctx.config.list_exports() if args.export_name and e.displayName == name), None)
+        connection = existing and ctx.config.find_connection(existing.connectionId)
+        if connection and connection.hostname == args.host.lower():
+            created.connection_id = connection.id
+        else:
+            created.connection_id = connections.create_connection(ctx, caller, lambda: {
+                "displayName": args.export_name or f"CLI {args.host}", "hostname": args.host, "apiKey": api_key,
+                "privacyConsent": True})["id"]
+        prefix = existing.segmentPrefix if existing else f"cli/{uuid.uuid4().hex}/"
+        body = {"displayName": name, "connectionId": created.connection_id, "listId": args.list_id,
+                "segment": {"container": SEGMENTS_CONTAINER, "prefix": prefix},
+                "mapping": {k: v for k, v in mapping.items() if v}}
+        if existing:
+            created.export_id = exports.update_export(ctx, caller, existing.id, lambda: body)["id"]
+        else:
+            created.export_id = exports.create_export(ctx, caller, lambda: body, probe=probe)["id"]
+        segments = ctx.storage.blobs.get_container_client(SEGMENTS_CONTAINER)
+        for old in segments.list_blob_names(name_starts_with=prefix):  # the files replace the export's segment
+            segments.delete_blob(old)
+        for relative, file in files:
+            created.segment_blobs.append(prefix + relative)
+            with file.open("rb") as data:
+                segments.upload_blob(prefix + relative, data, overwrite=True)
+        options = runs.RunOptions(RunMode.FULL if args.full else RunMode.INCREMENTAL, args.dry_run)
+        run_id = runs.start_run(ctx, caller, created.export_id, Trigger.CLI, options)
+        print(f"run {run_id} started for {len(files)} file(s)", file=sys.stderr)
 
         def status() -> dict:
             return runs.run_status(ctx, caller, run_id)
@@ -166,7 +192,8 @@ def _run(ctx, args) -> int:
 
         def progress():
             doc = status()
-            shown = {k: doc[k] for k in ("status", "rows", "sent", "rejected", "duplicates")} | {"chunks": doc["chunks"]}
+            shown = {k: doc[k] for k in ("status", "rows", "added", "updated", "unchanged", "sent", "rejected",
+                                         "duplicates")} | {"chunks": doc["chunks"]}
             if shown != last:
                 last.clear()
                 last.update(shown)
@@ -201,11 +228,12 @@ class _Created:
     """What a CLI run created, removed again when it ends (--keep keeps it): personal data has no
     business outliving the run, and a local account would otherwise fill with one-off records."""
 
-    def __init__(self, ctx, caller):
+    def __init__(self, ctx, caller, keep_records: bool):
         self.ctx, self.caller = ctx, caller
+        self.keep_records = keep_records  # --export-name: the connection and export serve the next run
         self.connection_id: str | None = None
         self.export_id: str | None = None
-        self.segment_blob: str | None = None
+        self.segment_blobs: list[str] = []
 
     def remove(self) -> None:
         from azure.core.exceptions import AzureError
@@ -215,8 +243,10 @@ class _Created:
         from exports.services import connections, exports
 
         try:
-            if self.segment_blob:
-                self.ctx.storage.blobs.get_blob_client(SEGMENTS_CONTAINER, self.segment_blob).delete_blob()
+            for blob in self.segment_blobs:
+                self.ctx.storage.blobs.get_blob_client(SEGMENTS_CONTAINER, blob).delete_blob()
+            if self.keep_records:
+                return
             if self.export_id:
                 exports.delete_export(self.ctx, self.caller, self.export_id)
             if self.connection_id:
@@ -227,5 +257,28 @@ class _Created:
 
     def report(self) -> None:
         if self.export_id:
-            print(f"kept: connection {self.connection_id}, export {self.export_id}, blob segments/{self.segment_blob}",
-                  file=sys.stderr)
+            print(f"kept: connection {self.connection_id}, export {self.export_id}, blobs "
+                  + ", ".join(f"segments/{blob}" for blob in self.segment_blobs), file=sys.stderr)
+
+
+def _segment_files(paths: list[Path]) -> list[tuple[str, Path]] | str:
+    """(name relative to the segment, file) of every segment file named or inside a named folder, or what is wrong."""
+    from exports.segments.blobs import SEGMENT_SUFFIXES, is_segment_blob
+
+    files = []
+    for path in paths:
+        if path.is_dir():
+            found = sorted(p for p in path.rglob("*") if p.is_file() and is_segment_blob(p.name))
+            if not found:
+                return f"{path} holds no file ending in one of {', '.join(SEGMENT_SUFFIXES)}"
+            files += [(p.relative_to(path).as_posix(), p) for p in found]
+        elif not path.is_file():
+            return f"{path} is not a file or a folder"
+        elif not is_segment_blob(path.name):
+            return f"{path.name} must end in one of {', '.join(SEGMENT_SUFFIXES)}"
+        else:
+            files.append((path.name, path))
+    names = [name for name, _ in files]
+    if len(set(names)) < len(names):
+        return "two of the files would have the same name in the segment: give them different names"
+    return files

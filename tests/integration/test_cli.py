@@ -241,3 +241,57 @@ def test_status_cancel_and_rejects_commands(app, azurite, sim, tmp_path):
     assert cancelled.returncode == 0, cancelled.stderr
     assert app.ctx.runs.get_run(queued).cancellation is not None
     assert cli(azurite, sim, "status", "no-such-run", env_extra=env_extra).returncode == 2
+
+
+def write_people(folder: Path, names: dict[str, str], files: int = 1) -> None:
+    """email -> first name, written as `files` CSV files in `folder` (replacing what was there)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for old in folder.glob("*.csv"):
+        old.unlink()
+    rows = [(email, first, "Last", "", "pro") for email, first in sorted(names.items())]
+    for index in range(files):
+        (folder / f"part-{index}.csv").write_bytes(csv_bytes(rows[index::files]))
+
+
+def test_runs_with_an_export_name_send_only_the_delta_and_a_dry_run_sends_nothing(azurite, sim, tmp_path):
+    folder = tmp_path / "partitioned"
+    people = {f"p{n}@example.com": "Ada" for n in range(600)}
+    write_people(folder, people, files=3)
+    named = ("--email", "Email", "--first-name", "First Name", "--export-name", "weekly")
+
+    first = run_cli(azurite, sim, folder, *named)
+
+    assert first.returncode == 0, first.stderr
+    status = json.loads(first.stdout.strip().splitlines()[-1])
+    assert (status["added"], status["rows"]) == (600, 600)
+    changed = dict(people, **{"p1@example.com": "Grace", "p2@example.com": "Grace", "new@example.com": "Linus"})
+    del changed["p3@example.com"]
+    write_people(folder, changed, files=2)
+    imported = sim.stats()["contacts_imported"]
+
+    dry = run_cli(azurite, sim, folder, *named, "--dry-run")
+
+    dry_status = json.loads(dry.stdout.strip().splitlines()[-1])
+    assert dry.returncode == 0 and dry_status["dryRun"] is True, dry.stderr
+    assert (dry_status["added"], dry_status["updated"], dry_status["unchanged"], dry_status["left"]) == (1, 2, 597, 1)
+    assert sim.stats()["contacts_imported"] == imported
+    preview = cli(azurite, sim, "preview", dry_status["runId"])
+    assert preview.returncode == 0 and "new@example.com,add" in preview.stdout and "p3@example.com,leave" in preview.stdout
+
+    second = run_cli(azurite, sim, folder, *named)
+
+    status = json.loads(second.stdout.strip().splitlines()[-1])
+    assert second.returncode == 0, second.stderr
+    assert (status["added"], status["updated"], status["unchanged"], status["left"]) == (1, 2, 597, 1)
+    assert sim.stats()["contacts_imported"] - imported == 3
+    assert sim.contact("p1@example.com")["first_name"] == "Grace"
+
+    full = run_cli(azurite, sim, folder, *named, "--full")
+    status = json.loads(full.stdout.strip().splitlines()[-1])
+    assert status["mode"] == "full" and status["sent"] == len(changed)
+
+
+def test_a_folder_without_segment_files_is_refused(azurite, sim, tmp_path):
+    (tmp_path / "empty").mkdir()
+    result = run_cli(azurite, sim, tmp_path / "empty", "--email", "Email")
+    assert result.returncode == 2 and "holds no file ending in one of" in result.stderr
