@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from exports.activecampaign.budget import AccountBudget
@@ -124,7 +124,7 @@ class Outcomes:
                 rejects.write(csv_line((item.blob, item.row, item.contact["email"], reason)))
             rejects.close()
             write_undelivered(self._ctx, self._run.id, self._chunk, pending.position, "failed", failed)
-            self.counts = replace(self.counts, failed=self.counts.failed + len(failed))
+            self.counts.failed += len(failed)
             log.warning("run=%s chunk=%d: %d contacts of import batch %s failed (status %s)", self._run.id, self._chunk,
                         len(failed), pending.batch_id, outcome.status)
         self.pending.remove(pending)
@@ -132,7 +132,7 @@ class Outcomes:
     def _unconfirmed(self, pending: PendingImport, why: str) -> None:
         batch = self._to_send[pending.position:pending.position + pending.count]
         write_undelivered(self._ctx, self._run.id, self._chunk, pending.position, "unconfirmed", batch)
-        self.counts = replace(self.counts, unconfirmed=self.counts.unconfirmed + len(batch))
+        self.counts.unconfirmed += len(batch)
         log.warning("run=%s chunk=%d: %s; its %d contacts are sent again by the next run", self._run.id, self._chunk,
                     why, len(batch))
         if pending in self.pending:

@@ -162,7 +162,7 @@ def rejects_report(ctx: AppContext, caller: Caller, run_id: str) -> Report:
     if not run.rejects_blob:
         raise RejectsNotFound(run_id, f"run {run_id} has no rejects report: " + (
             "none of its rows was rejected" if run.final else "it is written when the run finishes"))
-    return _report(ctx, run_id, "rejects", rejects_report_name(run.id))
+    return _report(ctx, run_id, "rejects", rejects_report_name(run.id), RejectsNotFound)
 
 
 def preview_report(ctx: AppContext, caller: Caller, run_id: str) -> Report:
@@ -172,15 +172,15 @@ def preview_report(ctx: AppContext, caller: Caller, run_id: str) -> Report:
         raise PreviewNotFound(run_id, f"run {run_id} has no preview: " + (
             "it is written when the dry run finishes" if run.dry_run and not run.final else
             "only a dry run (POST .../runs with {\"dryRun\": true}) that did not fail has one"))
-    return _report(ctx, run_id, "preview", preview_report_name(run.id))
+    return _report(ctx, run_id, "preview", preview_report_name(run.id), PreviewNotFound)
 
 
-def _report(ctx: AppContext, run_id: str, kind: str, name: str) -> Report:
+def _report(ctx: AppContext, run_id: str, kind: str, name: str, not_found: type[RejectsNotFound | PreviewNotFound]) -> Report:
     blob = ctx.runs_container.get_blob_client(name)
     try:
         size = blob.get_blob_properties().size
     except ResourceNotFoundError:
-        raise (RejectsNotFound if kind == "rejects" else PreviewNotFound)(run_id, f"the {kind} report of run {run_id} was deleted: reports are kept "
+        raise not_found(run_id, f"the {kind} report of run {run_id} was deleted: reports are kept "
                                       f"{ctx.settings.retention_days} days (EXPORT_RETENTION_DAYS)") from None
     return Report(run_id, kind, size, lambda: blob.download_blob().chunks())
 

@@ -158,6 +158,21 @@ def own_usage() -> dict:
     return {"cpu_seconds": round(usage.ru_utime + usage.ru_stime, 2), "peak_rss_mb": peak_mb, "ru_maxrss_mb": ru_maxrss_mb}
 
 
+def export_with_workers(env: dict, ctx, export_id: str, workers: int, deadline_seconds: float) -> tuple[dict, list[dict], float]:
+    """One run of the export drained by `workers` processes: its status, each process's report, wall seconds."""
+    from tests.support.driving import start_run
+
+    began = time.monotonic()
+    run_id = start_run(ctx, export_id, trigger="cli")
+    pool = Workers(env, run_id, workers, deadline_seconds).start()
+    try:
+        reports = pool.wait()
+    finally:
+        pool.kill()
+    status = wait_final(ctx, run_id, timeout=30)
+    return status, reports, time.monotonic() - began
+
+
 def wait_final(ctx, run_id: str, timeout: float, poll: float = 0.5) -> dict:
 
     deadline = time.monotonic() + timeout

@@ -15,19 +15,17 @@ import time
 from tests.bench.harness import (
     API_KEY,
     LIST_ID,
-    Workers,
     app_env,
     context,
     create_export,
     expected_emails,
+    export_with_workers,
     own_usage,
     process_cpu_seconds,
-    wait_final,
     write_segment,
 )
 from tests.support.activecampaign import ActiveCampaignSimulator
 from tests.support.azurite import Azurite
-from tests.support.driving import start_run
 
 LIFTED_REQUESTS_PER_SECOND = 1_000_000
 LIFTED_BULK_PER_MINUTE = 100_000_000
@@ -46,15 +44,7 @@ def run(rows: int = 1_000_000, blobs: int = 10, workers: int = 3, deadline_secon
         export_id = create_export(ctx, "pipeline.api-us1.com", "pipeline/")
         azurite_cpu_before = process_cpu_seconds(azurite._process.pid)
         harness_cpu_before = own_usage()["cpu_seconds"]
-        began = time.monotonic()
-        run_id = start_run(ctx, export_id, trigger="cli")
-        pool = Workers(env, run_id, workers, deadline_seconds).start()
-        try:
-            reports = pool.wait()
-        finally:
-            pool.kill()
-        status = wait_final(ctx, run_id, timeout=30)
-        wall = time.monotonic() - began
+        status, reports, wall = export_with_workers(env, ctx, export_id, workers, deadline_seconds)
         azurite_cpu = process_cpu_seconds(azurite._process.pid)
         harness = own_usage()
         stats = simulator.stats()

@@ -9,38 +9,23 @@ imports at 100 a minute), and the CPU seconds and peak memory of the app's proce
 from __future__ import annotations
 
 import math
-import time
 
 from tests.bench.harness import (
     API_KEY,
     LIST_ID,
     RENAMED,
-    Workers,
     app_env,
     context,
     create_export,
-    wait_final,
+    export_with_workers,
     write_segment,
 )
 from tests.bench.pipeline import LIFTED_BULK_PER_MINUTE, LIFTED_REQUESTS_PER_SECOND
 from tests.support.activecampaign import ActiveCampaignSimulator
 from tests.support.azurite import Azurite
-from tests.support.driving import start_run
 
 CHANGED_EVERY = 100  # 1% of the profiles change between the two runs
 DOCUMENTED_BULK_PER_MINUTE = 100
-
-
-def _export_once(env, ctx, export_id: str, workers: int, deadline_seconds: float) -> tuple[dict, list[dict], float]:
-    began = time.monotonic()
-    run_id = start_run(ctx, export_id, trigger="cli")
-    pool = Workers(env, run_id, workers, deadline_seconds).start()
-    try:
-        reports = pool.wait()
-    finally:
-        pool.kill()
-    status = wait_final(ctx, run_id, timeout=30)
-    return status, reports, time.monotonic() - began
 
 
 def run(rows: int = 1_000_000, blobs: int = 10, workers: int = 3, deadline_seconds: float = 900) -> dict:
@@ -53,11 +38,11 @@ def run(rows: int = 1_000_000, blobs: int = 10, workers: int = 3, deadline_secon
         ctx = context(env)
         write_segment(ctx, "refresh/", rows, blobs)
         export_id = create_export(ctx, "refresh.api-us1.com", "refresh/")
-        first, _, first_wall = _export_once(env, ctx, export_id, workers, deadline_seconds)
+        first, _, first_wall = export_with_workers(env, ctx, export_id, workers, deadline_seconds)
         write_segment(ctx, "refresh/", rows, blobs, changed_every=CHANGED_EVERY)
         changed = len(range(0, rows, CHANGED_EVERY))
         imported_before = simulator.stats()["contacts_imported"]
-        refresh, reports, wall = _export_once(env, ctx, export_id, workers, deadline_seconds)
+        refresh, reports, wall = export_with_workers(env, ctx, export_id, workers, deadline_seconds)
         sent = simulator.stats()["contacts_imported"] - imported_before
         renamed = sum(1 for n in range(0, rows, CHANGED_EVERY)
                       if (simulator.contact(f"person{n}@example.com") or {}).get("first_name") == RENAMED)
