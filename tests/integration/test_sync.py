@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import csv
 import io
+import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 
 import pytest
@@ -41,8 +43,10 @@ def state_of(app, run_id: str) -> dict[str, str]:
     """Every email -> digest the run's sync state holds."""
     run = app.ctx.runs.get_run(run_id)
     entries = {}
-    for shard in app.ctx.sync.existing_shards(run.export_id, run.state_id):
-        entries.update(app.ctx.sync.read_shard(run.export_id, run.state_id, shard))
+    with ThreadPoolExecutor(8) as pool:  # as the worker reads them: one shard per request
+        for shard in pool.map(lambda n: app.ctx.sync.read_shard(run.export_id, run.state_id, n),
+                              app.ctx.sync.existing_shards(run.export_id, run.state_id)):
+            entries.update(shard)
     return entries
 
 
@@ -311,10 +315,14 @@ def test_a_new_list_or_mapping_starts_an_empty_state_and_the_old_one_is_deleted(
 def test_deleting_an_export_deletes_its_state_and_the_sweep_removes_orphans(app):
     from exports.services.retention import sweep_orphaned_states
 
+    # A container of its own: the shared one holds the state of every earlier test's (deleted) exports,
+    # which the sweep would otherwise spend this test deleting.
+    blobs = app.ctx.storage.blobs.get_container_client(f"sync-sweep-{uuid.uuid4().hex[:12]}")
+    blobs.create_container()
+    app.ctx.sync = SyncStateStore(blobs)
     export = app.export(prefix="sync-delete/", mapping=MAPPING)
     upload(app, "sync-delete/", people(50), blobs=1)
     run(app, export.id)
-    blobs = app.ctx.storage.blobs.get_container_client(SYNC_STATE_CONTAINER)
     assert list(blobs.list_blob_names(name_starts_with=f"{export.id}/"))
 
     response = app.request("DELETE", f"/api/exports/{export.id}")
@@ -324,6 +332,7 @@ def test_deleting_an_export_deletes_its_state_and_the_sweep_removes_orphans(app)
     blobs.upload_blob("0123456789abcdef0123456789abcdef/0/shards/0001", b"late@example.com\tx\n")  # a late writer
     assert "0123456789abcdef0123456789abcdef" in sweep_orphaned_states(app.ctx)
     assert not list(blobs.list_blob_names(name_starts_with="0123456789abcdef0123456789abcdef/"))
+    blobs.delete_container()
 
 
 def test_a_row_rejected_for_another_value_is_not_a_leaver_and_keeps_its_state(app):
