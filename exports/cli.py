@@ -41,6 +41,14 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--first-name", help="column holding the first name")
     run.add_argument("--last-name", help="column holding the last name")
     run.add_argument("--phone", help="column holding the phone number")
+    run.add_argument("--tag", action="append", default=[], metavar="NAME",
+                     help="a tag every contact gets (repeatable); a bulk import only ever adds tags")
+    run.add_argument("--tags-column", metavar="COLUMN", help="column holding tag names, separated by --tags-separator")
+    run.add_argument("--tags-separator", default=",", help="between the tag names in --tags-column (default ,)")
+    run.add_argument("--field", action="append", default=[], metavar="COLUMN=FIELD", type=_field_argument,
+                     help="send COLUMN to the custom field FIELD, given by id or personalisation tag (repeatable)")
+    run.add_argument("--exclude-automations", action="store_true",
+                     help="imports do not start the account's automations for these contacts")
     run.add_argument("--timeout", type=float, default=6 * 3600, help="give up after this many seconds (default 6 h)")
     run.add_argument("--keep", action="store_true",
                      help="keep the connection, the export and the uploaded copy of the files after the run")
@@ -129,6 +137,23 @@ def _cli_caller(ctx):
     return Caller(principal, is_admin=True, is_contributor=False)
 
 
+def _field_argument(text: str) -> dict:
+    column, equals, field = text.rpartition("=")  # a column name may hold "="; an id or a perstag does not
+    if not equals or not column.strip() or not field.strip():
+        raise argparse.ArgumentTypeError(f"{text!r}: use COLUMN=FIELD, e.g. Tier=TIER or \"Lifetime value=12\"")
+    return {"column": column.strip(), "field": field.strip()}
+
+
+def _mapping(args) -> dict:
+    mapping = {k: v for k, v in {"email": args.email, "firstName": args.first_name, "lastName": args.last_name,
+                                 "phone": args.phone}.items() if v}
+    if args.tag or args.tags_column:
+        mapping["tags"] = {"names": args.tag, "column": args.tags_column, "separator": args.tags_separator}
+    if args.field:
+        mapping["fields"] = args.field
+    return mapping
+
+
 def _run(ctx, args) -> int:
     from exports.local_host import LocalQueueHost
     from exports.model import RunMode, RunStatus, Trigger
@@ -151,7 +176,6 @@ def _run(ctx, args) -> int:
     try:
         # The same checks as the API, in the same order, before anything is uploaded: the key, the
         # list, and the mapped columns against the first file's own header.
-        mapping = {"email": args.email, "firstName": args.first_name, "lastName": args.last_name, "phone": args.phone}
         with files[0][1].open("rb") as data:
             probe = exports.SegmentProbe(files[0][1].name, data.read(HEADER_PROBE_BYTES))
         name = args.export_name or f"CLI {files[0][1].name}"
@@ -166,9 +190,9 @@ def _run(ctx, args) -> int:
         prefix = existing.segmentPrefix if existing else f"cli/{uuid.uuid4().hex}/"
         body = {"displayName": name, "connectionId": created.connection_id, "listId": args.list_id,
                 "segment": {"container": SEGMENTS_CONTAINER, "prefix": prefix},
-                "mapping": {k: v for k, v in mapping.items() if v}}
+                "mapping": _mapping(args), "excludeAutomations": args.exclude_automations}
         if existing:
-            created.export_id = exports.update_export(ctx, caller, existing.id, lambda: body)["id"]
+            created.export_id = exports.update_export(ctx, caller, existing.id, lambda: body, probe=probe)["id"]
         else:
             created.export_id = exports.create_export(ctx, caller, lambda: body, probe=probe)["id"]
         segments = ctx.storage.blobs.get_container_client(SEGMENTS_CONTAINER)

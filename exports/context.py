@@ -21,6 +21,7 @@ from exports.store.config import ConfigStore
 from exports.store.history import RunHistory
 from exports.store.lock import ActiveRunLock
 from exports.store.runs import RunStore
+from exports.store.schedules import ScheduleStore
 from exports.store.sync_state import SyncStateStore
 from shared.clock import utc_now
 from shared.secrets import CachedSecrets, KeyVaultSecrets, LocalSecrets, SecretBackend, key_vault_client
@@ -37,6 +38,7 @@ class AppContext:
     history: RunHistory
     lock: ActiveRunLock
     sync: SyncStateStore
+    schedules: ScheduleStore
     accounts: Accounts
     backoff: Backoff
     clock: Callable[[], str]
@@ -69,6 +71,7 @@ def build_context(settings: Settings | None = None, secret_backend: SecretBacken
         settings=settings, storage=storage, secrets=secrets, config=ConfigStore(storage.tables), runs=runs,
         history=RunHistory(storage.tables), lock=ActiveRunLock(storage.tables, runs),
         sync=SyncStateStore(storage.blobs.get_container_client(SYNC_STATE_CONTAINER)),
+        schedules=ScheduleStore(storage.tables),
         accounts=Accounts(secrets, storage.tables, base_url_override=settings.activecampaign_base_url,
                           timeout_seconds=settings.request_timeout_seconds,
                           requests_per_second=settings.requests_per_second,

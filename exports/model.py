@@ -106,6 +106,85 @@ class Connection:
 
 
 MAPPED_FIELDS = ("email", "firstName", "lastName", "phone")
+MAX_TAG_LENGTH = 255
+
+# ActiveCampaign custom field types whose values must be among the field's options.
+SINGLE_OPTION_TYPES = frozenset({"dropdown", "radio"})
+MULTI_OPTION_TYPES = frozenset({"checkbox", "listbox", "multiselect"})
+
+
+@dataclass(frozen=True)
+class FieldSpec:
+    """An ActiveCampaign custom field as GET /api/3/fields describes it: what a value is formatted for."""
+
+    id: str
+    title: str
+    perstag: str
+    type: str  # text, textarea, date, datetime, dropdown, multiselect, radio, checkbox, listbox, hidden, ...
+    options: tuple[str, ...] = ()  # the values a dropdown, radio, checkbox, listbox or multiselect allows
+
+    def to_document(self) -> dict:
+        return {"id": self.id, "title": self.title, "perstag": self.perstag, "type": self.type,
+                "options": list(self.options)}
+
+    @classmethod
+    def from_document(cls, doc: dict) -> FieldSpec:
+        return cls(id=str(doc["id"]), title=str(doc.get("title", "")), perstag=str(doc.get("perstag", "")),
+                   type=str(doc.get("type", "")), options=tuple(str(o) for o in doc.get("options", ())))
+
+
+@dataclass(frozen=True)
+class TagMapping:
+    """Tags every contact of the export gets: fixed names, and/or the names a column holds."""
+
+    names: tuple[str, ...] = ()
+    column: str | None = None
+    separator: str = ","  # between the names in the column
+
+    def to_document(self) -> dict:
+        doc: dict = {"names": list(self.names)}
+        if self.column:
+            doc["column"] = self.column
+            doc["separator"] = self.separator
+        return doc
+
+    @classmethod
+    def from_document(cls, doc: dict) -> TagMapping:
+        return cls(names=tuple(doc.get("names") or ()), column=doc.get("column") or None,
+                   separator=doc.get("separator") or ",")
+
+
+@dataclass(frozen=True)
+class FieldMapping:
+    """A segment column sent to an ActiveCampaign custom field."""
+
+    column: str
+    field: str  # as the export names it: the field's id ("12") or its personalisation tag ("TIER")
+    separator: str = ","  # between the values of a multi-value field, unless the value is written ||a||b||
+    spec: FieldSpec | None = None  # the field as the account described it when the export was saved or run
+
+    def to_document(self, options: bool = False) -> dict:
+        doc = {"column": self.column, "field": self.field, "separator": self.separator}
+        if self.spec is not None:
+            spec = self.spec.to_document()
+            if not options:
+                del spec["options"]  # a run reads them afresh; the export keeps only what identifies the field
+            doc["spec"] = spec
+        return doc
+
+    @classmethod
+    def from_document(cls, doc: dict) -> FieldMapping:
+        spec = doc.get("spec")
+        return cls(column=doc["column"], field=str(doc["field"]), separator=doc.get("separator") or ",",
+                   spec=FieldSpec.from_document(spec) if spec else None)
+
+
+TAGS_KEY = "tags"  # the reader's name for the tags column's value
+
+
+def field_key(position: int) -> str:
+    """The reader's name for the value of the export's `position`-th custom field mapping."""
+    return f"fields.{position}"
 
 
 @dataclass(frozen=True)
@@ -114,10 +193,43 @@ class Mapping:
     firstName: str | None = None
     lastName: str | None = None
     phone: str | None = None
+    tags: TagMapping | None = None
+    fields: tuple[FieldMapping, ...] = ()
+
+    def contact_columns(self) -> dict[str, str]:
+        """Contact field -> segment column, for the standard contact fields that are mapped."""
+        return {name: getattr(self, name) for name in MAPPED_FIELDS if getattr(self, name)}
 
     def columns(self) -> dict[str, str]:
-        """Contact field -> segment column, for the fields that are mapped."""
-        return {name: column for name, column in asdict(self).items() if column}
+        """Every segment column the export reads, by the name its value is read under."""
+        columns = self.contact_columns()
+        if self.tags is not None and self.tags.column:
+            columns[TAGS_KEY] = self.tags.column
+        columns.update({field_key(i): f.column for i, f in enumerate(self.fields)})
+        return columns
+
+    def identity(self) -> dict:
+        """What the sync state depends on: change any of it and the next run sends everyone again."""
+        identity: dict = self.contact_columns()
+        if self.tags is not None:
+            identity["tags"] = self.tags.to_document()
+        if self.fields:
+            identity["fields"] = [[f.column, f.spec.id if f.spec else f.field, f.separator] for f in self.fields]
+        return identity
+
+    def to_document(self, options: bool = False) -> dict:
+        doc: dict = self.contact_columns()
+        if self.tags is not None:
+            doc["tags"] = self.tags.to_document()
+        if self.fields:
+            doc["fields"] = [f.to_document(options) for f in self.fields]
+        return doc
+
+    @classmethod
+    def from_document(cls, doc: dict) -> Mapping:
+        return cls(**{name: doc.get(name) for name in MAPPED_FIELDS},
+                   tags=TagMapping.from_document(doc["tags"]) if doc.get("tags") else None,
+                   fields=tuple(FieldMapping.from_document(f) for f in doc.get("fields") or ()))
 
 
 @dataclass(frozen=True)
@@ -134,11 +246,16 @@ class Export:
     createdAt: str
     updatedBy: str
     updatedAt: str
+    excludeAutomations: bool = False  # imports do not start the account's automations
+    schedule: str | None = None  # NCRONTAB (UTC); None: the app's EXPORT_SCHEDULE
+    scheduleSetAt: str | None = None  # when `schedule` was last set: occurrences before it do not start the export
 
     def to_document(self) -> dict:
-        doc = asdict(self)
-        doc["segment"] = {"container": doc.pop("segmentContainer"), "prefix": doc.pop("segmentPrefix")}
-        doc["mapping"] = {k: v for k, v in doc["mapping"].items() if v}
+        doc = {name: getattr(self, name) for name in (
+            "id", "displayName", "connectionId", "listId", "enabled", "excludeAutomations", "schedule",
+            "createdBy", "createdAt", "updatedBy", "updatedAt")}
+        doc["segment"] = {"container": self.segmentContainer, "prefix": self.segmentPrefix}
+        doc["mapping"] = self.mapping.to_document()
         return doc
 
 
@@ -205,7 +322,7 @@ class Run:
     hostname: str
     api_key_secret_name: str  # the name of the Key Vault secret, never the key
     list_id: str
-    columns: dict[str, str]  # contact field -> segment column
+    mapping: Mapping  # its custom fields described as the account did when the run started, options included
     segment_container: str
     segment_prefix: str
     trigger: Trigger
@@ -216,6 +333,7 @@ class Run:
     segments_total: int
     buckets: int
     mode: RunMode = RunMode.INCREMENTAL
+    exclude_automations: bool = False
     dry_run: bool = False  # works out what would be sent, writes the preview, sends nothing, keeps the state
     state_id: str = ""  # which sync state of the export the run compares with (exports/store/sync_state.py)
     segments_enqueued: bool = False
@@ -230,6 +348,10 @@ class Run:
     @property
     def final(self) -> bool:
         return self.status.final
+
+    @property
+    def columns(self) -> dict[str, str]:
+        return self.mapping.columns()
 
     def blob_in_segment(self, blob_name: str) -> str:
         """A segment blob's name relative to the segment's prefix, as the person who set the prefix knows it."""

@@ -10,6 +10,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from exports.schedule import schedule_problem
 from shared.settings import (
     PLUMBING_SETTINGS,
     Setting,
@@ -23,7 +24,8 @@ from shared.settings import (
 
 PRODUCT_SETTINGS: tuple[Setting, ...] = (
     Setting("EXPORT_SCHEDULE", "0 0 3 * * *",
-            "NCRONTAB schedule (six fields, in UTC) on which every enabled export runs."),
+            "NCRONTAB schedule (six fields, in UTC) on which every enabled export without a schedule of its own "
+            "runs; the smallest granularity is one minute."),
     Setting("EXPORT_CHUNK_SIZE", "5000",
             "Contacts per chunk, the unit of work of one worker execution. 5,000 contacts are 20 bulk requests: "
             "about 12 s at ActiveCampaign's ceiling, so a chunk ends well inside the function timeout even when throttled."),
@@ -76,6 +78,13 @@ def azure_sdk_log_level(environ: Mapping[str, str] | None = None) -> int:
     return logging.getLevelNamesMapping()[name]
 
 
+def _schedule(expression: str) -> str:
+    problem = schedule_problem(expression)
+    if problem:
+        raise SettingError(f"EXPORT_SCHEDULE: {problem}")
+    return " ".join(expression.split())
+
+
 @dataclass(frozen=True)
 class Settings:
     storage: StorageSettings
@@ -104,7 +113,7 @@ class Settings:
             key_vault_url=get("KEY_VAULT_URL"),
             azure_client_id=get("AZURE_CLIENT_ID"),
             secret_cache_seconds=positive_float(get, "SECRET_CACHE_SECONDS"),
-            export_schedule=get("EXPORT_SCHEDULE"),
+            export_schedule=_schedule(get("EXPORT_SCHEDULE")),
             chunk_size=positive_int(get, "EXPORT_CHUNK_SIZE"),
             retention_days=positive_int(get, "EXPORT_RETENTION_DAYS"),
             request_timeout_seconds=positive_float(get, "ACTIVECAMPAIGN_REQUEST_TIMEOUT_SECONDS"),

@@ -12,7 +12,7 @@ param namePrefix string
 @description('Azure region of every resource (one that offers Flex Consumption).')
 param location string = resourceGroup().location
 
-@description('EXPORT_SCHEDULE: NCRONTAB (six fields, UTC on Flex Consumption) on which every enabled export runs.')
+@description('EXPORT_SCHEDULE: NCRONTAB (six fields, UTC) on which every enabled export without its own schedule runs.')
 param exportSchedule string = '0 0 3 * * *'
 
 @description('EXPORT_CHUNK_SIZE: contacts per chunk, the unit of work of one worker execution.')

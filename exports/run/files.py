@@ -18,7 +18,8 @@ from azure.storage.blob import BlobBlock
 
 FLUSH_BYTES = 64 * 1024  # per open file; a splitter may hold one per bucket
 REJECTS_HEADER = ("blob", "row", "email", "reason")
-PREVIEW_HEADER = ("email", "action", "first_name", "last_name", "phone")
+PREVIEW_HEADER = ("email", "action", "first_name", "last_name", "phone", "tags", "fields")
+PREVIEW_JSON_COLUMNS = ("tags", "fields")  # a list of names, and {field id: value}: as JSON, unambiguous in a cell
 _FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 

@@ -35,7 +35,15 @@ from exports.run.account import check_list
 from exports.run.batching import Item, batches
 from exports.run.buckets import shards_of
 from exports.run.compare import Action, Bucket, by_shard, compare, next_state
-from exports.run.files import PREVIEW_HEADER, BlockWriter, batch_rejects_name, csv_line, part_name, preview_part_name
+from exports.run.files import (
+    PREVIEW_HEADER,
+    PREVIEW_JSON_COLUMNS,
+    BlockWriter,
+    batch_rejects_name,
+    csv_line,
+    part_name,
+    preview_part_name,
+)
 from exports.run.messages import ChunkMessage
 from exports.run.outcomes import Counts, Outcomes, read_undelivered, write_undelivered
 from exports.store.runs import ChunkClaim, Superseded
@@ -139,7 +147,7 @@ def _send_changes(ctx: AppContext, run: Run, claim: ChunkClaim, to_send: list[It
                          tuple(outcomes.pending))
 
     warnings = []
-    for batch in batches(to_send, position, run.list_id):
+    for batch in batches(to_send, position, run.list_id, run.exclude_automations):
         try:
             accepted, refused = _import(ctx, client, budget, batch, run, on_retry)
         except _Stop as stop:
@@ -222,11 +230,21 @@ def _write_preview(ctx: AppContext, run: Run, index: int, bucket: Bucket, compar
     writer = BlockWriter(ctx.runs_container.get_blob_client(preview_part_name(run.id, index)))
     for item, action in zip(bucket.items, comparison.actions, strict=True):
         if action is not Action.UNCHANGED:
-            contact = item.contact
-            writer.write(csv_line((contact["email"], action.value, *(contact.get(f, "") for f in PREVIEW_HEADER[2:]))))
+            writer.write(csv_line((item.contact["email"], action.value, *_preview_values(item.contact))))
     for email in comparison.leavers:
         writer.write(csv_line((email, Action.LEAVE.value, *("" for _ in PREVIEW_HEADER[2:]))))
     writer.close()
+
+
+def _preview_values(contact: dict) -> list[str]:
+    values = []
+    for name in PREVIEW_HEADER[2:]:
+        value = contact.get(name)
+        if name == "fields" and value:
+            value = {str(field["id"]): field["value"] for field in value}
+        values.append((json.dumps(value, ensure_ascii=False) if value else "") if name in PREVIEW_JSON_COLUMNS
+                      else value or "")
+    return values
 
 
 def _on_retry(run_id: str, index: int, budget: AccountBudget) -> Callable[[Transient, float], None]:
@@ -256,7 +274,7 @@ def _import(ctx: AppContext, client: ActiveCampaignClient, budget: AccountBudget
             if reason:
                 raise _Stop(reason)
             budget.wait_until(slot)
-            return client.bulk_import(contacts, run.list_id)
+            return client.bulk_import(contacts, run.list_id, run.exclude_automations)
 
         try:
             return ctx.backoff.run(call, on_retry=on_retry), refused

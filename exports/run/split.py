@@ -87,7 +87,7 @@ def _split(ctx: AppContext, run: Run, segment: Segment) -> tuple[int, dict[str, 
             if record.error:
                 contact, reason = None, Rejection(f"row {record.error}", RejectReason.ROW_UNREADABLE)
             else:
-                contact, reason = to_contact(record.values)
+                contact, reason = to_contact(record.values, run.mapping)
             if contact is None:
                 rejected[reason.reason_class] = rejected.get(reason.reason_class, 0) + 1
                 email = (record.values or {}).get("email", "")

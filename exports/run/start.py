@@ -6,11 +6,25 @@ these versions, so a run never mixes two versions of a segment.
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from azure.core.exceptions import ResourceNotFoundError
 
-from exports.model import Connection, Export, Phase, Run, RunMode, RunStatus, Segment, SegmentStatus, Trigger, new_id
+from exports.activecampaign.fields import read_account_fields
+from exports.model import (
+    Connection,
+    Export,
+    Mapping,
+    Phase,
+    Run,
+    RunMode,
+    RunStatus,
+    Segment,
+    SegmentStatus,
+    Trigger,
+    new_id,
+)
 from exports.names import SEGMENTS_QUEUE
 from exports.run import finish
 from exports.run.buckets import bucket_count
@@ -35,11 +49,13 @@ def start_run(ctx: AppContext, export: Export, connection: Connection, trigger: 
     run_id = new_id()
     ctx.lock.acquire(export.id, run_id)
     started_ms = ctx.lock.wall_ms()
-    state_id = state_id_of(connection.hostname, export.listId, export.mapping.columns())
+    mapping, field_problem = _fields_now(ctx, export, connection)
+    state_id = state_id_of(connection.hostname, export.listId, mapping.identity())
     ctx.sync.prepare(export.id, state_id, {"hostname": connection.hostname, "listId": export.listId})
     run = Run(
         id=run_id, export_id=export.id, connection_id=connection.id, hostname=connection.hostname,
-        api_key_secret_name=connection.apiKeySecretName, list_id=export.listId, columns=export.mapping.columns(),
+        api_key_secret_name=connection.apiKeySecretName, list_id=export.listId, mapping=mapping,
+        exclude_automations=export.excludeAutomations,
         segment_container=export.segmentContainer, segment_prefix=export.segmentPrefix, trigger=trigger,
         status=RunStatus.QUEUED, phase=Phase.SPLITTING, started_at=ctx.clock(), started_at_ms=started_ms,
         segments_total=len(blobs), buckets=bucket_count(blobs, ctx.settings.chunk_size), mode=mode, dry_run=dry_run,
@@ -49,8 +65,8 @@ def start_run(ctx: AppContext, export: Export, connection: Connection, trigger: 
     ctx.history.add(run)
     log.info("export run started: run=%s export=%s trigger=%s mode=%s dryRun=%s blobs=%d", run_id, export.id,
              trigger.value, mode.value, dry_run, len(blobs))
-    if not blobs:
-        reason = missing or (f"the segment has no blobs: nothing under container {export.segmentContainer!r} prefix "
+    if field_problem or not blobs:
+        reason = field_problem or missing or (f"the segment has no blobs: nothing under container {export.segmentContainer!r} prefix "
                              f"{export.segmentPrefix!r} ends in .csv, .csv.gz, .jsonl or .jsonl.gz")
         finish.finish(ctx, ctx.runs.view(run_id), extra_errors=[reason], force_status=RunStatus.FAILED)
         return run_id
@@ -59,3 +75,31 @@ def start_run(ctx: AppContext, export: Export, connection: Connection, trigger: 
         queue.send_message(SegmentMessage(run_id, index, blob.name, blob.etag).to_json())
     ctx.runs.mark_segments_enqueued(run_id)
     return run_id
+
+
+def _fields_now(ctx: AppContext, export: Export, connection: Connection) -> tuple[Mapping, str | None]:
+    """The export's mapping with its custom fields as the account describes them now (options included), read
+    once for the whole run; or the reason the run cannot send them (a field deleted, the account unreachable)."""
+    if not export.mapping.fields:
+        return export.mapping, None
+    try:
+        client = ctx.accounts.client(connection.hostname, connection.apiKeySecretName)
+        specs = {spec.id: spec for spec in read_account_fields(client, ctx.accounts.budget(connection.hostname),
+                                                                attempt=ctx.backoff.run)}
+    except Exception as error:  # noqa: BLE001 - the run is recorded failed with the reason, whatever it is
+        log.warning("run of export %s: the account's custom fields could not be read (%s)", export.id,
+                    type(error).__name__)
+        return export.mapping, (f"the custom fields of the ActiveCampaign account at {connection.hostname} could not be "
+                                f"read ({error}), so nothing was sent: try again later")
+    found, gone = [], []
+    for mapping in export.mapping.fields:
+        spec = specs.get(mapping.spec.id) if mapping.spec else None
+        if spec is None:
+            gone.append(f"{mapping.spec.title if mapping.spec else mapping.field!r} (id "
+                        f"{mapping.spec.id if mapping.spec else '?'}, from column {mapping.column!r})")
+        else:
+            found.append(replace(mapping, spec=spec))
+    if gone:
+        return export.mapping, (f"custom field {', '.join(gone)} no longer exists in ActiveCampaign, so nothing was "
+                                "sent: map another field in the export, or remove it")
+    return replace(export.mapping, fields=tuple(found)), None

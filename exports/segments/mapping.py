@@ -5,7 +5,8 @@ import re
 
 from email_validator import EmailNotValidError, validate_email
 
-from exports.model import RejectReason
+from exports.model import MAX_TAG_LENGTH, TAGS_KEY, Mapping, RejectReason, TagMapping, field_key
+from exports.segments.field_values import FieldValueError, format_field_value
 from exports.segments.wording import cut
 
 # Our mapping names -> ActiveCampaign bulk_import field names (snake_case there).
@@ -48,8 +49,12 @@ def _character_problem(field: str, value: str) -> str | None:
     return None
 
 
-def to_contact(values: dict[str, str]) -> tuple[dict[str, str] | None, Rejection | None]:
-    """(contact, None) for a valid row, (None, reason) otherwise. Empty optional values are left out."""
+def to_contact(values: dict[str, str], mapping: Mapping | None = None) -> tuple[dict | None, Rejection | None]:
+    """(contact, None) for a valid row, (None, reason) otherwise. Empty optional values are left out.
+
+    `values` are read under the keys of `mapping.columns()`; its tags and custom fields (with the
+    account's description of each field) are added in the bulk import's own form.
+    """
     email = normalise_email(values.get("email") or "")
     if not email:
         return None, Rejection("email is empty", RejectReason.EMAIL_MISSING)
@@ -76,4 +81,46 @@ def to_contact(values: dict[str, str]) -> tuple[dict[str, str] | None, Rejection
             return None, Rejection(f"{field} is longer than {_MAX_LENGTH} characters", RejectReason.VALUE_INVALID,
                                    contact["email"])
         contact[name] = value
+    if mapping is None:
+        return contact, None
+    if mapping.tags is not None:
+        tags, problem = _tags(mapping.tags, values.get(TAGS_KEY) or "")
+        if problem:
+            return None, Rejection(problem, RejectReason.VALUE_INVALID, contact["email"])
+        if tags:
+            contact["tags"] = tags
+    fields = []
+    for position, field in enumerate(mapping.fields):
+        raw = (values.get(field_key(position)) or "").strip()
+        if not raw:
+            continue
+        problem = _character_problem(f"custom field {field.spec.title or field.column!r}", raw)
+        if problem is None:
+            try:
+                value = format_field_value(field.spec, raw, field.separator)
+            except FieldValueError as error:
+                problem = str(error)
+        if problem:
+            return None, Rejection(problem, RejectReason.VALUE_INVALID, contact["email"])
+        if value is not None:
+            fields.append({"id": int(field.spec.id), "value": value})  # an integer, as the reference's schema has it
+    if fields:
+        contact["fields"] = fields
     return contact, None
+
+
+def _tags(tags: TagMapping, raw: str) -> tuple[list[str], str | None]:
+    """The contact's tags, sorted (one spelling for the sync digest): the fixed names and those in its column."""
+    raw = raw.strip()
+    parts = raw.strip("|").split("||") if raw.startswith("||") else raw.split(tags.separator)
+    names = set(tags.names)
+    for part in parts:
+        name = part.strip()
+        if not name:
+            continue
+        if problem := _character_problem("a tag", name):
+            return [], problem
+        if len(name) > MAX_TAG_LENGTH:
+            return [], f"the tag {cut(name, 40)!r} is longer than {MAX_TAG_LENGTH} characters"
+        names.add(name)
+    return sorted(names), None

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 from azure.core.exceptions import AzureError
 
+from exports.activecampaign.fields import read_account_fields
 from exports.errors import (
     ActiveCampaignError,
     ActiveCampaignFailed,
@@ -23,7 +24,7 @@ from exports.errors import (
     Transient,
     Unavailable,
 )
-from exports.model import Connection
+from exports.model import Connection, FieldSpec
 from shared.secrets import SecretNotFound
 
 if TYPE_CHECKING:
@@ -58,16 +59,34 @@ def check_api_key(ctx: AppContext, hostname: str, api_key: str) -> None:
         client.close()
 
 
-def check_list(ctx: AppContext, connection: Connection, list_id: str) -> None:
-    """GET /api/3/lists/{id} with the connection's key: Invalid naming listId when the account has no such list."""
+def _client(ctx: AppContext, connection: Connection):
     try:
-        client = ctx.accounts.client(connection.hostname, connection.apiKeySecretName)
+        return ctx.accounts.client(connection.hostname, connection.apiKeySecretName)
     except SecretNotFound:
         raise ConnectionUnusable(f"the API key of connection {connection.displayName!r} is missing from Key Vault: an "
                                  "admin must delete the connection and create it again") from None
     except AzureError as error:
         log.error("Key Vault could not be read for connection %s (%s)", connection.id, type(error).__name__)
         raise KeyVaultUnavailable("the connection's API key could not be read from Key Vault: try again in a moment") from None
+
+
+def account_fields(ctx: AppContext, connection: Connection) -> list[FieldSpec]:
+    """Every custom field of the connection's account (GET /api/3/fields, every page)."""
+    client = _client(ctx, connection)
+    try:
+        return read_account_fields(client, ctx.accounts.budget(connection.hostname))
+    except KeyRejected:
+        ctx.accounts.key_rejected(connection.apiKeySecretName)
+        raise Invalid([{"field": "connectionId", "message": f"ActiveCampaign refused the API key of connection "
+                                                            f"{connection.displayName!r} (403) for its custom fields: "
+                                                            "an admin must replace the connection"}]) from None
+    except Exception as error:  # noqa: BLE001
+        raise activecampaign_unavailable(error, connection.hostname) from None
+
+
+def check_list(ctx: AppContext, connection: Connection, list_id: str) -> None:
+    """GET /api/3/lists/{id} with the connection's key: Invalid naming listId when the account has no such list."""
+    client = _client(ctx, connection)
     try:
         ctx.accounts.budget(connection.hostname).before_request()
         client.get_list(list_id)

@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import logging
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from exports import access
+from exports.activecampaign.fields import find_field, known_fields_hint
 from exports.errors import Invalid
-from exports.model import MAPPED_FIELDS, Export, Mapping, new_id
+from exports.model import MAPPED_FIELDS, MAX_TAG_LENGTH, TAGS_KEY, Export, FieldMapping, Mapping, TagMapping, new_id
 from exports.names import RUNS_CONTAINER, SYNC_STATE_CONTAINER
+from exports.schedule import schedule_problem
 from exports.segments.blobs import first_blob_probe
 from exports.segments.readers import missing_columns
 from exports.services import checks
@@ -37,9 +39,19 @@ FIELDS = {
     "connectionId": (("string",), True),
     "listId": (("string", "integer"), True),
     "segment": ({"container": (("string",), True), "prefix": (("string",), False)}, True),
-    "mapping": ({name: (("string", "null"), name == "email") for name in MAPPED_FIELDS}, True),
+    "mapping": ({**{name: (("string", "null"), name == "email") for name in MAPPED_FIELDS},
+                 "tags": (("object", "null"), False), "fields": (("array", "null"), False)}, True),
     "enabled": (("boolean",), False),
+    "excludeAutomations": (("boolean",), False),
+    "schedule": (("string", "null"), False),
 }
+TAG_FIELDS = {"names": (("array",), False), "column": (("string", "null"), False), "separator": (("string",), False)}
+FIELD_MAPPING_FIELDS = {"column": (("string",), True), "field": (("string", "integer"), True),
+                        "separator": (("string",), False)}
+MAX_TAG_NAMES = 20
+MAX_FIELD_MAPPINGS = 100
+MAX_SEPARATOR_LENGTH = 5
+_EXAMPLE_FIELDS = 'e.g. [{"column": "Tier", "field": "TIER"}, {"column": "LTV", "field": "12"}]'
 
 
 @dataclass(frozen=True)
@@ -73,9 +85,77 @@ def export_problems(display_name: object, list_id: object, container: object, pr
         value = mapping.get(name)
         if value is not None and (not isinstance(value, str) or not value.strip()):
             problems.append({"field": f"mapping.{name}", "message": "must be a column name, or left out"})
-    for name in sorted(set(mapping) - set(MAPPED_FIELDS)):
+    for name in sorted(set(mapping) - set(MAPPED_FIELDS) - {"tags", "fields"}):
         problems.append({"field": f"mapping.{name}", "message": f"is not a mappable field; use {', '.join(MAPPED_FIELDS)}"})
     return problems
+
+
+def tag_mapping(tags: object) -> tuple[TagMapping | None, list[dict[str, str]]]:
+    """The export's tags (fixed names and/or a column of names), or the problems of `mapping.tags`."""
+    if tags is None:
+        return None, []
+    problems = check_document(tags, TAG_FIELDS, "mapping.tags.")
+    if problems:
+        return None, problems
+    names, column, separator = tags.get("names", []), tags.get("column"), tags.get("separator", ",")
+    if len(names) > MAX_TAG_NAMES:
+        problems.append({"field": "mapping.tags.names", "message": f"at most {MAX_TAG_NAMES} names"})
+    cleaned = []
+    for position, name in enumerate(names):
+        problem = tag_problem(name) if isinstance(name, str) else "must be a string"
+        if problem:
+            problems.append({"field": f"mapping.tags.names[{position}]", "message": problem})
+        elif name.strip() not in cleaned:
+            cleaned.append(name.strip())
+    if column is not None and not column.strip():
+        problems.append({"field": "mapping.tags.column", "message": "must be a column name, or left out"})
+    if not separator.strip(" ") or len(separator) > MAX_SEPARATOR_LENGTH:
+        problems.append({"field": "mapping.tags.separator",
+                         "message": f"must be 1-{MAX_SEPARATOR_LENGTH} characters other than spaces, e.g. \",\" or \"|\""})
+    if not names and column is None:
+        problems.append({"field": "mapping.tags", "message": 'give tag names, a column of tag names, or both, e.g. '
+                                                             '{"names": ["VIP"], "column": "Interests"}'})
+    if problems:
+        return None, problems
+    return TagMapping(names=tuple(cleaned), column=column.strip() if column else None, separator=separator), []
+
+
+def field_mappings(fields: object) -> tuple[tuple[FieldMapping, ...], list[dict[str, str]]]:
+    """The export's custom field mappings as given (not yet found in the account), or the problems of `mapping.fields`."""
+    if fields is None:
+        return (), []
+    problems, mappings = [], []
+    if len(fields) > MAX_FIELD_MAPPINGS:
+        return (), [{"field": "mapping.fields", "message": f"at most {MAX_FIELD_MAPPINGS} custom fields"}]
+    for position, item in enumerate(fields):
+        where = f"mapping.fields[{position}]"
+        found = check_document(item, FIELD_MAPPING_FIELDS, where + ".")
+        if not found:
+            column, field, separator = item["column"].strip(), str(item["field"]).strip(), item.get("separator", ",")
+            if not column:
+                found.append({"field": where + ".column", "message": "must be the name of a segment column"})
+            if not field or (isinstance(item["field"], int) and item["field"] < 1):
+                found.append({"field": where + ".field", "message": "must be the id of an ActiveCampaign custom "
+                                                                    f"field or its personalisation tag, {_EXAMPLE_FIELDS}"})
+            if not separator.strip(" ") or len(separator) > MAX_SEPARATOR_LENGTH:
+                found.append({"field": where + ".separator",
+                              "message": f"must be 1-{MAX_SEPARATOR_LENGTH} characters other than spaces"})
+            if not found:
+                mappings.append(FieldMapping(column=column, field=field, separator=separator))
+        problems += found
+    return tuple(mappings), problems
+
+
+def tag_problem(name: str) -> str | None:
+    """Why a tag name cannot be sent, if so (the same rules for fixed names and a column's)."""
+    name = name.strip()
+    if not name:
+        return "a tag name must not be empty"
+    if len(name) > MAX_TAG_LENGTH:
+        return f"a tag name is at most {MAX_TAG_LENGTH} characters"
+    if any(ord(c) < 32 or 0x7F <= ord(c) <= 0x9F for c in name):
+        return "a tag name must not hold control characters"
+    return None
 
 
 # --- use cases ------------------------------------------------------------------------------------
@@ -105,9 +185,10 @@ def create_export(ctx: AppContext, caller: Caller, read_body, probe: SegmentProb
     return export.to_document()
 
 
-def update_export(ctx: AppContext, caller: Caller, export_id: str, read_body) -> dict:
+def update_export(ctx: AppContext, caller: Caller, export_id: str, read_body, probe: SegmentProbe | None = None) -> dict:
+    """As create_export; `probe` stands for the file about to replace the segment (its columns are checked)."""
     current = access.export_for(ctx, caller, export_id)
-    export = _checked_export(ctx, caller, read_body(), current=current, probe=None, export_id=current.id,
+    export = _checked_export(ctx, caller, read_body(), current=current, probe=probe, export_id=current.id,
                              created_by=current.createdBy, created_at=current.createdAt, now=ctx.clock())
     ctx.config.replace_export(export)
     log.info("export updated: id=%s connection=%s list=%s enabled=%s by=%s", export.id, export.connectionId,
@@ -121,6 +202,7 @@ def delete_export(ctx: AppContext, caller: Caller, export_id: str) -> dict:
     cancelled = cancel_active_runs(ctx, export.id, caller.name, "the export was deleted")
     ctx.config.delete_export(export.id)
     ctx.sync.delete_export(export.id)  # the emails it delivered serve this export only
+    ctx.schedules.forget(export.id)
     log.info("export deleted: id=%s by=%s cancelledRuns=%s", export.id, caller.name, ",".join(cancelled) or "-")
     return {"exportId": export.id, "deleted": True, "cancelledRuns": cancelled}
 
@@ -137,6 +219,16 @@ def _checked_export(ctx: AppContext, caller: Caller, body: object, current: Expo
     mapping = {name: value for name, value in mapping.items() if value is not None}
     container, prefix = segment.get("container"), segment.get("prefix", "")
     static = export_problems(body.get("displayName"), body.get("listId"), container, prefix, mapping)
+    tags = fields = None
+    if "mapping.tags" not in taken:
+        tags, found = tag_mapping(mapping.get("tags"))
+        static += found
+    if "mapping.fields" not in taken:
+        fields, found = field_mappings(mapping.get("fields"))
+        static += found
+    schedule = body.get("schedule")
+    if "schedule" not in taken and schedule is not None and (problem := schedule_problem(schedule)):
+        static.append({"field": "schedule", "message": problem})
     problems += [p for p in static if p["field"] not in taken and not _under(p["field"], taken)]
     connection = None
     if "connectionId" not in taken:
@@ -149,19 +241,58 @@ def _checked_export(ctx: AppContext, caller: Caller, body: object, current: Expo
     export = Export(
         id=export_id, displayName=body["displayName"].strip(), connectionId=connection.id,
         listId=str(body["listId"]).strip(), segmentContainer=container, segmentPrefix=prefix,
-        mapping=Mapping(**{k: v.strip() for k, v in mapping.items()}), enabled=body.get("enabled", True),
+        mapping=Mapping(**{k: mapping[k].strip() for k in MAPPED_FIELDS if k in mapping}, tags=tags, fields=fields),
+        enabled=body.get("enabled", True), excludeAutomations=body.get("excludeAutomations", False),
+        schedule=" ".join(schedule.split()) if schedule else None, scheduleSetAt=current.scheduleSetAt if current else None,
         createdBy=created_by, createdAt=created_at, updatedBy=caller.name, updatedAt=now)
     # ActiveCampaign and the segment are asked again only when what they answer for changed, so an
     # export can still be disabled while ActiveCampaign is down.
     if current is None or (current.connectionId, current.listId) != (export.connectionId, export.listId):
         checks.check_list(ctx, connection, export.listId)
+    export = replace(export, mapping=replace(export.mapping, fields=_found_fields(ctx, connection, export, current)))
     columns = export.mapping.columns()
-    if current is None or (current.segmentContainer, current.segmentPrefix, current.mapping.columns()) != (
-            export.segmentContainer, export.segmentPrefix, columns):
+    if current is None or probe is not None or (current.segmentContainer, current.segmentPrefix,
+                                                current.mapping.columns()) != (export.segmentContainer,
+                                                                               export.segmentPrefix, columns):
         problems = column_problems(ctx, export, probe)
         if problems:
             raise Invalid(problems)
+    if current is None or current.schedule != export.schedule:
+        export = replace(export, scheduleSetAt=now)
     return export
+
+
+def _found_fields(ctx: AppContext, connection, export: Export, current: Export | None) -> tuple[FieldMapping, ...]:
+    """The export's custom field mappings, each with the account's description of its field (type, id, perstag).
+
+    The account is asked when the fields or the connection changed; otherwise the descriptions
+    recorded when the export was last saved are kept.
+    """
+    wanted = export.mapping.fields
+    if not wanted:
+        return ()
+    if current is not None and current.connectionId == export.connectionId:
+        known = {(f.column, f.field, f.separator): f for f in current.mapping.fields}
+        if all((f.column, f.field, f.separator) in known for f in wanted):
+            return tuple(known[(f.column, f.field, f.separator)] for f in wanted)
+    specs = checks.account_fields(ctx, connection)
+    problems, found, ids = [], [], {}
+    for position, mapping in enumerate(wanted):
+        spec = find_field(specs, mapping.field)
+        where = f"mapping.fields[{position}].field"
+        if spec is None:
+            problems.append({"field": where, "message": f"this ActiveCampaign account has no custom field "
+                                                        f"{mapping.field!r} (by id or personalisation tag): "
+                                                        f"{known_fields_hint(specs)}"})
+        elif spec.id in ids:
+            problems.append({"field": where, "message": f"custom field {spec.title!r} (id {spec.id}) is mapped twice, "
+                                                        f"also from column {ids[spec.id]!r}: map each field once"})
+        else:
+            ids[spec.id] = mapping.column
+            found.append(replace(mapping, spec=replace(spec, options=())))
+    if problems:
+        raise Invalid(problems)
+    return tuple(found)
 
 
 def column_problems(ctx: AppContext, export: Export, probe: SegmentProbe | None = None) -> list[dict[str, str]]:
@@ -172,11 +303,20 @@ def column_problems(ctx: AppContext, export: Export, probe: SegmentProbe | None 
             return []
         probe = SegmentProbe(*found)
     problems = []
-    for field, column in export.mapping.columns().items():
-        missing = missing_columns(probe.blob_name, probe.head, {field: column})
+    for key, column in export.mapping.columns().items():
+        missing = missing_columns(probe.blob_name, probe.head, {key: column})
         if missing is not None:
-            problems.append({"field": f"mapping.{field}", "message": f"segment blob {missing}"})
+            problems.append({"field": _column_field(key), "message": f"segment blob {missing}"})
     return problems
+
+
+def _column_field(key: str) -> str:
+    """The request field that names the column read under `key` (Mapping.columns)."""
+    if key == TAGS_KEY:
+        return "mapping.tags.column"
+    if key.startswith("fields."):
+        return f"mapping.fields[{key.split('.', 1)[1]}].column"
+    return f"mapping.{key}"
 
 
 def _under(field: str, taken: set[str]) -> bool:

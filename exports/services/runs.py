@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from azure.core.exceptions import ResourceNotFoundError
@@ -26,7 +27,9 @@ from exports.errors import (
 from exports.model import Connection, Export, RunMode, RunView, Trigger
 from exports.run import cancel, start
 from exports.run.files import preview_report_name, rejects_report_name
+from exports.schedule import latest_occurrence
 from shared.auth import Caller
+from shared.clock import format_timestamp, parse_timestamp
 from shared.documents import check_document
 
 if TYPE_CHECKING:
@@ -92,12 +95,20 @@ def _startable(ctx: AppContext, export: Export) -> Connection:
     return connection
 
 
-def start_scheduled_runs(ctx: AppContext) -> dict[str, str]:
-    """The scheduled refresh: a run of every enabled export. Export id -> run id started, or why it was skipped."""
+def start_scheduled_runs(ctx: AppContext, now: datetime | None = None) -> dict[str, str]:
+    """The scheduler's tick: a run of every enabled export whose schedule (its own, else EXPORT_SCHEDULE) has an
+    occurrence not started yet. Export id -> run id started, or why it was skipped; exports not due are left out."""
+    now = now or datetime.now(UTC)
     outcome = {}
     for export in ctx.config.list_exports():
         if not export.enabled:
             continue
+        occurrence = latest_occurrence(export.schedule or ctx.settings.export_schedule, now)
+        # An occurrence from before the schedule was set is not due: a new export waits for its first.
+        if occurrence is None or occurrence < parse_timestamp(export.scheduleSetAt or export.createdAt):
+            continue
+        if not ctx.schedules.claim(export.id, format_timestamp(occurrence)):
+            continue  # started for this occurrence already, by an earlier tick or another instance
         try:
             outcome[export.id] = start.start_run(ctx, export, _startable(ctx, export), Trigger.TIMER)
         except RunInProgress as conflict:

@@ -5,6 +5,7 @@ The store keeps records; it does not judge them. Validation belongs to the servi
 """
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from dataclasses import asdict
 
@@ -12,7 +13,7 @@ from azure.core.exceptions import ResourceNotFoundError
 from azure.data.tables import TableServiceClient, UpdateMode
 
 from exports.errors import ConnectionNotFound, ExportNotFound, NotFound
-from exports.model import MAPPED_FIELDS, Connection, Export, Mapping
+from exports.model import MAPPED_FIELDS, Connection, Export, FieldMapping, Mapping, TagMapping
 from exports.names import CONNECTIONS_TABLE, EXPORTS_TABLE
 
 _PARTITION = "config"
@@ -92,13 +93,20 @@ def _fields(entity) -> dict:
 
 
 def _flatten_export(export: Export) -> dict:
-    fields = asdict(export)
-    mapping = fields.pop("mapping")
-    fields.update({f"mapping_{name}": value for name, value in mapping.items()})
+    fields = {name: value for name, value in asdict(export).items() if name != "mapping"}
+    mapping = export.mapping
+    fields.update({f"mapping_{name}": value for name, value in mapping.contact_columns().items()})
+    if mapping.tags is not None:
+        fields["mapping_tags"] = json.dumps(mapping.tags.to_document())
+    if mapping.fields:
+        fields["mapping_fields"] = json.dumps([f.to_document() for f in mapping.fields])
     return fields
 
 
 def _unflatten_export(entity) -> Export:
     fields = _fields(entity)
-    mapping = Mapping(**{name: fields.pop(f"mapping_{name}", None) for name in MAPPED_FIELDS})
+    tags, custom = fields.pop("mapping_tags", None), fields.pop("mapping_fields", None)
+    mapping = Mapping(**{name: fields.pop(f"mapping_{name}", None) for name in MAPPED_FIELDS},
+                      tags=TagMapping.from_document(json.loads(tags)) if tags else None,
+                      fields=tuple(FieldMapping.from_document(f) for f in json.loads(custom or "[]")))
     return Export(mapping=mapping, **fields)

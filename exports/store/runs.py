@@ -24,6 +24,7 @@ from exports.model import (
     Cancellation,
     Chunk,
     ChunkStatus,
+    Mapping,
     PendingImport,
     Phase,
     Run,
@@ -276,7 +277,8 @@ def _run_entity(run: Run) -> dict:
     return {
         "PartitionKey": run.id, "RowKey": RUN_ROW, "exportId": run.export_id, "connectionId": run.connection_id,
         "hostname": run.hostname, "apiKeySecretName": run.api_key_secret_name, "listId": run.list_id,
-        "mapping": json.dumps(run.columns), "segmentContainer": run.segment_container,
+        **_long_text("mapping", json.dumps(run.mapping.to_document(options=True))),
+        "excludeAutomations": run.exclude_automations, "segmentContainer": run.segment_container,
         "segmentPrefix": run.segment_prefix, "trigger": run.trigger.value, "status": run.status.value,
         "phase": run.phase.value, "startedAt": run.started_at, "startedAtMs": float(run.started_at_ms),
         "segmentsTotal": run.segments_total, "buckets": run.buckets, "segmentsEnqueued": run.segments_enqueued,
@@ -292,7 +294,8 @@ def _run(entity) -> Run:
     return Run(
         id=entity["PartitionKey"], export_id=entity["exportId"], connection_id=entity["connectionId"],
         hostname=entity["hostname"], api_key_secret_name=entity["apiKeySecretName"], list_id=entity["listId"],
-        columns=json.loads(entity["mapping"]), segment_container=entity["segmentContainer"],
+        mapping=Mapping.from_document(json.loads(_read_long_text(entity, "mapping"))),
+        exclude_automations=bool(entity.get("excludeAutomations")), segment_container=entity["segmentContainer"],
         segment_prefix=entity["segmentPrefix"], trigger=Trigger(entity["trigger"]), status=RunStatus(entity["status"]),
         phase=Phase(entity["phase"]), started_at=entity["startedAt"], started_at_ms=int(entity["startedAtMs"]),
         segments_total=int(entity["segmentsTotal"]), buckets=int(entity["buckets"]),
@@ -304,6 +307,24 @@ def _run(entity) -> Run:
         totals=Totals.from_document(json.loads(entity["totals"])) if entity.get("totals") else None,
         rejects_blob=entity.get("rejectsBlob"), preview_blob=entity.get("previewBlob"), etag=entity.metadata["etag"],
     )
+
+
+# A Table string property holds at most 64 KiB (32K UTF-16 characters); a mapping whose fields have
+# many options is kept in as many properties as it needs (an entity holds up to 1 MiB).
+_TEXT_PART = 30_000
+
+
+def _long_text(name: str, text: str) -> dict[str, str]:
+    parts = [text[i:i + _TEXT_PART] for i in range(0, len(text), _TEXT_PART)] or [""]
+    return {name if i == 0 else f"{name}{i}": part for i, part in enumerate(parts)}
+
+
+def _read_long_text(entity, name: str) -> str:
+    parts, i = [entity[name]], 1
+    while f"{name}{i}" in entity:
+        parts.append(entity[f"{name}{i}"])
+        i += 1
+    return "".join(parts)
 
 
 def _index_of(entity) -> int:

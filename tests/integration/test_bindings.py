@@ -56,7 +56,7 @@ def test_every_function_has_the_trigger_the_pipeline_expects():
 
     timers = {name: b[0] for name, b in triggers.items() if b[0]["type"] == "timerTrigger"}
     assert set(timers) == {"scheduled_exports", "retention_sweep"}
-    assert timers["scheduled_exports"]["schedule"] == "%EXPORT_SCHEDULE%", "the schedule comes from the app setting"
+    assert timers["scheduled_exports"]["schedule"] == "0 * * * * *", "a tick a minute: the exports' schedules are the app's"
     assert timers["retention_sweep"]["schedule"] == RETENTION_SCHEDULE
     assert all(timer["runOnStartup"] is False for timer in timers.values())
 

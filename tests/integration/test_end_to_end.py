@@ -3,10 +3,13 @@ from __future__ import annotations
 
 import csv
 import io
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from exports.names import RUNS_CONTAINER
+from shared.clock import format_timestamp
 from tests.support.profiles import make_segment
 
 
@@ -78,10 +81,13 @@ def test_http_run_sends_the_exact_segment_and_reports_every_figure(app):
 
 def test_timer_starts_every_enabled_export_and_skips_disabled_ones(app):
     _, expected = upload_segment(app, "timer/", rows=20_000, seed=11)
-    enabled = app.export(prefix="timer/", mapping=mapping())
-    app.export(prefix="timer/", mapping=mapping(), list_id="4", enabled=False)
+    app.ctx.settings = replace(app.ctx.settings, export_schedule="0 * * * * *")  # due at the start of every minute
+    an_hour_ago = format_timestamp(datetime.now(UTC) - timedelta(hours=1))
+    enabled = app.export(prefix="timer/", mapping=mapping(), createdAt=an_hour_ago)
+    app.export(prefix="timer/", mapping=mapping(), list_id="4", enabled=False, createdAt=an_hour_ago)
 
     app.function("scheduled_exports")(_TimerRequest())
+    app.function("scheduled_exports")(_TimerRequest())  # a second tick of the same minute starts nothing
 
     runs = app.request("GET", f"/api/exports/{enabled.id}/runs").body["runs"]
     assert [r["trigger"] for r in runs] == ["timer"]
@@ -93,7 +99,7 @@ def test_timer_starts_every_enabled_export_and_skips_disabled_ones(app):
 
 def test_a_second_start_while_a_run_is_active_answers_409_with_its_id(app):
     upload_segment(app, "busy/", rows=500)
-    export = app.export(prefix="busy/", mapping=mapping())
+    export = app.export(prefix="busy/", mapping=mapping(), createdAt="2026-01-01T00:00:00.000Z")
     first = app.start(export.id)
 
     second = app.start(export.id)
@@ -104,6 +110,7 @@ def test_a_second_start_while_a_run_is_active_answers_409_with_its_id(app):
     # The timer skips it too, and says why.
     from exports.services.runs import start_scheduled_runs
     assert start_scheduled_runs(app.ctx)[export.id] == f"skipped: run {first.body['runId']} is still queued or running"
+    assert export.id not in start_scheduled_runs(app.ctx), "that occurrence is spent: the next tick does not try again"
     app.drain(first.body["runId"])
     third = app.start(export.id)
     assert third.status == 202, "the lock is released when the run finishes"

@@ -53,8 +53,8 @@ def interrupt_after(app, monkeypatch, bulk_imports: int, action) -> None:
     original = ActiveCampaignClient.bulk_import
     calls = []
 
-    def bulk_import(self, contacts, list_id):
-        result = original(self, contacts, list_id)
+    def bulk_import(self, contacts, list_id, *options):
+        result = original(self, contacts, list_id, *options)
         calls.append(len(contacts))
         if len(calls) == bulk_imports:
             action()

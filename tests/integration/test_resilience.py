@@ -89,11 +89,11 @@ def test_a_crash_in_the_middle_of_a_chunk_resumes_from_its_checkpoint(app, monke
     real_import = ActiveCampaignClient.bulk_import
     calls = []
 
-    def crash_on_fourth(self, contacts, list_id):
+    def crash_on_fourth(self, contacts, list_id, *options):
         calls.append(len(contacts))
         if len(calls) == 4:
             raise RuntimeError("worker killed")
-        return real_import(self, contacts, list_id)
+        return real_import(self, contacts, list_id, *options)
 
     monkeypatch.setattr(ActiveCampaignClient, "bulk_import", crash_on_fourth)
     _, run_id = start(app, "crash-chunk/")
@@ -234,8 +234,8 @@ def test_workers_stop_between_batches_once_the_export_is_deleted(app, monkeypatc
     real_import = ActiveCampaignClient.bulk_import
     sent = []
 
-    def delete_after_two(self, contacts, list_id):
-        result = real_import(self, contacts, list_id)
+    def delete_after_two(self, contacts, list_id, *options):
+        result = real_import(self, contacts, list_id, *options)
         sent.append(len(contacts))
         if len(sent) == 2:
             app.ctx.config.delete_export(export.id)

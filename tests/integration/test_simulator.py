@@ -20,6 +20,7 @@ LISTS = {"3": "Newsletter", "4": "Customers"}
 PROJECT_ROOT = pathlib.Path(__file__).resolve().parents[2]
 VALIDATION_MESSAGE = ("JSON payload did not pass validation. Please fix failure Reasons and retry. "
                       "The import was not queued for processing.")
+NOTE_FIELD = {"title": "Note", "type": "text"}  # becomes field id "1" when it is the first field
 
 
 @pytest.fixture
@@ -125,14 +126,16 @@ def test_lists_pagination_defaults_to_20_and_total_is_a_string(make_sim, http):
 
 
 def test_fields_and_unknown_route(sim, http):
-    assert call(http, sim, "GET", "/fields").json() == {"fields": [], "meta": {"total": "0"}}
+    assert call(http, sim, "GET", "/fields").json() == {
+        "fields": [], "fieldOptions": [], "fieldRels": [], "meta": {"total": "0"}}
     unknown = call(http, sim, "GET", "/nothing/here")
     assert unknown.status_code == 404 and "message" in unknown.json()
 
 
 # ---- bulk import -------------------------------------------------------------------------------
 
-def test_bulk_import_success_creates_contacts_and_subscribes(sim, http):
+def test_bulk_import_success_creates_contacts_and_subscribes(make_sim, http):
+    sim = make_sim(fields=[NOTE_FIELD])  # field values must name a field the account has
     response = bulk(http, sim, [
         person("Ada@Example.com", "3", first_name="Ada", tags=["vip"], fields=[{"id": 1, "value": "x"}]),
         person("bob@example.org", "3", "4", last_name="Bob"),
@@ -165,6 +168,301 @@ def test_import_info_lists_only_contacts_created_by_the_batch(make_sim, http):
     assert missing.status_code == 400
     assert missing.json() == {"success": 0, "message": "'batchId' is a required field."}
     assert call(http, sim, "GET", "/import/info", params={"batchId": "nope"}).status_code == 404
+
+
+# ---- custom fields, tags, field values and automations -----------------------------------------
+
+FIELDS = [  # ids "1" to "10" in this order; option ids in brackets
+    {"title": "Tier", "type": "dropdown", "options": ["Gold", "Silver"]},  # 1 [1, 2]
+    {"title": "Signed up on", "type": "date"},  # 2
+    {"title": "Last order", "type": "datetime", "perstag": "LAST_ORDER_AT"},  # 3
+    {"title": "Plan", "type": "radio", "options": ["Free", "Pro"]},  # 4 [3, 4]
+    {"title": "Interests", "type": "checkbox", "options": ["a", "b", "c"]},  # 5 [5, 6, 7]
+    {"title": "Labels", "type": "listbox"},  # 6, no options: any values
+    {"title": "Regions", "type": "multiselect", "options": ["EU", "US"]},  # 7 [8, 9]
+    {"title": "Bio", "type": "textarea"},  # 8
+    {"title": "Source", "type": "hidden"},  # 9
+    {"title": "Note", "type": "text"},  # 10
+]
+FIELDS_ENTRY = 'Field \'fields\' incorrect format: each entry must be {"id": <field id>, "value": "<string>"}'
+
+
+def test_get_fields_serves_types_perstags_and_side_loaded_options(make_sim, http):
+    sim = make_sim(fields=iter([
+        {"title": "Customer tier", "type": "dropdown", "options": ["Gold", "Silver"]},
+        {"title": "Signed up (UTC)", "type": "date"},
+        {"title": "Interests", "type": "checkbox", "perstag": "HOBBIES", "options": ["a", "b"]},
+    ]))
+    response = call(http, sim, "GET", "/fields")
+    assert response.status_code == 200
+
+    def field(field_id, title, kind, perstag, options):
+        return {"id": field_id, "title": title, "type": kind, "perstag": perstag, "descript": None,
+                "isrequired": "0", "options": options}
+
+    def option(option_id, field_id, order, value):
+        return {"id": option_id, "field": field_id, "orderid": order, "value": value, "label": value,
+                "isdefault": "0"}
+
+    assert response.json() == {
+        "fields": [field("1", "Customer tier", "dropdown", "CUSTOMER_TIER", ["1", "2"]),
+                   field("2", "Signed up (UTC)", "date", "SIGNED_UP__UTC_", []),
+                   field("3", "Interests", "checkbox", "HOBBIES", ["3", "4"])],
+        "fieldOptions": [option("1", "1", "1", "Gold"), option("2", "1", "2", "Silver"),
+                         option("3", "3", "1", "a"), option("4", "3", "2", "b")],
+        "fieldRels": [], "meta": {"total": "3"}}
+    assert sim.fields() == [
+        {"id": "1", "title": "Customer tier", "type": "dropdown", "perstag": "CUSTOMER_TIER",
+         "options": ["Gold", "Silver"]},
+        {"id": "2", "title": "Signed up (UTC)", "type": "date", "perstag": "SIGNED_UP__UTC_", "options": []},
+        {"id": "3", "title": "Interests", "type": "checkbox", "perstag": "HOBBIES", "options": ["a", "b"]}]
+    sim.fields()[0]["options"].append("Bronze")  # a copy: the account is not changed
+    assert sim.fields()[0]["options"] == ["Gold", "Silver"]
+
+
+def test_get_fields_pages_like_every_v3_list(make_sim, http):
+    sim = make_sim(fields=[{"title": f"F{i}", "type": "dropdown", "options": [f"o{i}"]}
+                           for i in range(1, 126)])
+    first = call(http, sim, "GET", "/fields").json()
+    assert [item["id"] for item in first["fields"]] == [str(i) for i in range(1, 21)]
+    assert [item["field"] for item in first["fieldOptions"]] == [str(i) for i in range(1, 21)]
+    assert first["meta"]["total"] == "125"
+    last = call(http, sim, "GET", "/fields", params={"limit": 20, "offset": 120}).json()
+    assert [item["id"] for item in last["fields"]] == ["121", "122", "123", "124", "125"]
+    assert [item["value"] for item in last["fieldOptions"]] == ["o121", "o122", "o123", "o124", "o125"]
+    capped = call(http, sim, "GET", "/fields", params={"limit": 500}).json()
+    assert len(capped["fields"]) == len(capped["fieldOptions"]) == 100
+    assert call(http, sim, "GET", "/fields", params={"offset": 200}).json() == {
+        "fields": [], "fieldOptions": [], "fieldRels": [], "meta": {"total": "125"}}
+
+
+def test_get_fields_needs_the_key_and_spends_the_per_account_budget(make_sim, http):
+    sim = make_sim(requests_per_second=2, fields=[NOTE_FIELD])
+    assert requests.get(f"{sim.base_url}/api/3/fields", timeout=5).status_code == 403
+    answers = [call(http, sim, "GET", "/fields") for _ in range(3)]
+    assert [r.status_code for r in answers] == [200, 200, 429]
+    assert answers[0].headers["RateLimit-Remaining"] == "1"
+    stats = sim.stats()
+    assert (stats["forbidden"], stats["requests"], stats["throttled_429"]) == (1, 2, 1)
+
+
+def test_add_and_delete_field_ids_are_never_reused_and_values_are_forgotten(make_sim, http):
+    sim = make_sim(fields=[NOTE_FIELD])
+    assert sim.add_field("Tier", "radio", options=["Gold", "Silver"]) == "2"
+    assert bulk(http, sim, [person("a@example.com", "3", fields=[{"id": 1, "value": "hi"},
+                                                                 {"id": "2", "value": "Gold"}])]).ok
+    assert sim.contact("a@example.com")["fields"] == {"1": "hi", "2": "Gold"}
+    sim.delete_field("2")
+    assert sim.contact("a@example.com")["fields"] == {"1": "hi"}
+    listed = call(http, sim, "GET", "/fields").json()
+    assert [item["id"] for item in listed["fields"]] == ["1"] and listed["fieldOptions"] == []
+    refused = bulk(http, sim, [person("a@example.com", "3", fields=[{"id": 2, "value": "Gold"}])])
+    assert refused.status_code == 400
+    assert refused.json()["failureReasons"] == [{"contact": 0, "failureReason": "Field id 2 does not exist"}]
+    assert sim.add_field("Tier", "radio", options=["Gold"]) == "3"  # the title is free again; the id is not
+    assert call(http, sim, "GET", "/fields").json()["fieldOptions"] == [
+        {"id": "3", "field": "3", "orderid": "1", "value": "Gold", "label": "Gold", "isdefault": "0"}]
+    assert sim.contact("a@example.com")["fields"] == {"1": "hi"}
+    with pytest.raises(KeyError):
+        sim.delete_field("2")
+
+
+@pytest.mark.parametrize("definition, error", [
+    ({"title": "Amount", "type": "number"}, ValueError),
+    ({"title": " ", "type": "text"}, ValueError),
+    ({"title": "NOTE", "type": "textarea"}, ValueError),  # the title is taken
+    ({"title": "Remark", "type": "text", "perstag": "note"}, ValueError),  # the perstag is taken
+    ({"title": "Remark", "type": "text", "options": ["a"]}, ValueError),
+    ({"title": "Remark", "type": "dropdown", "options": "ab"}, TypeError),
+    ({"title": "Remark", "type": "dropdown", "options": ["a", "a"]}, ValueError),
+    ({"title": "Remark", "type": "dropdown", "options": [""]}, ValueError),
+    ({"title": "Remark", "type": "checkbox", "options": ["a||b"]}, ValueError),
+    ({"title": "Remark", "type": "text", "colour": "red"}, TypeError),
+])
+def test_add_field_refuses_bad_definitions(make_sim, definition, error):
+    sim = make_sim(fields=[NOTE_FIELD])
+    with pytest.raises(error):
+        sim.add_field(**definition)
+    with pytest.raises(error):
+        ActiveCampaignSimulator(fields=[NOTE_FIELD, definition])
+    assert [field["id"] for field in sim.fields()] == ["1"]
+    assert sim.add_field("Fresh", "text") == "2"  # a refused definition spends no id
+
+
+def test_bulk_tags_are_kept_per_contact_as_a_set_and_only_ever_added(sim, http):
+    assert bulk(http, sim, [person("a@example.com", "3", tags=["vip", "beta", "vip"]),
+                            person("b@example.com", "3")]).ok
+    assert bulk(http, sim, [person("A@Example.com", "3", tags=["new"]),
+                            person("b@example.com", "3", tags=["x" * 255])]).ok
+    assert bulk(http, sim, [person("a@example.com", "3"), person("b@example.com", "3", tags=[])]).ok
+    assert sim.contact("a@example.com")["tags"] == ["beta", "new", "vip"]
+    assert sim.contact("b@example.com")["tags"] == ["x" * 255]
+
+
+@pytest.mark.parametrize("tags, reason", [
+    ("vip", "Field 'tags' incorrect format"),
+    ([""], "Field 'tags' incorrect format"),
+    (["  "], "Field 'tags' incorrect format"),
+    (["ok", 7], "Field 'tags' incorrect format"),
+    ([None], "Field 'tags' incorrect format"),
+    ([["vip"]], "Field 'tags' incorrect format"),
+    (["ok", "x" * 256], "Field 'tags' incorrect format: a tag is longer than 255 characters"),
+])
+def test_bulk_tags_must_be_non_empty_strings_of_at_most_255_characters(sim, http, tags, reason):
+    response = bulk(http, sim, [person("good@example.com", "3", tags=["ok"]),
+                                person("bad@example.com", "3", tags=tags)])
+    assert response.status_code == 400
+    assert response.json() == {"success": 0, "message": VALIDATION_MESSAGE,
+                               "failureReasons": [{"contact": 1, "failureReason": reason}]}
+    assert sim.contact("good@example.com") is None and sim.subscribed("3") == set()
+    assert sim.stats()["validation_rejections"] == 1
+
+
+def test_bulk_field_values_are_stored_by_id_and_a_later_import_overwrites(make_sim, http):
+    sim = make_sim(fields=FIELDS)
+    assert bulk(http, sim, [
+        person("a@example.com", "3", fields=[{"id": 1, "value": "Gold"}, {"id": "10", "value": "first"}]),
+        person("b@example.com", "3", fields=[{"id": "0010", "value": ""}]),
+    ]).ok
+    assert sim.contact("a@example.com")["fields"] == {"1": "Gold", "10": "first"}
+    assert sim.contact("b@example.com")["fields"] == {"10": ""}
+    assert bulk(http, sim, [person("a@example.com", "3", fields=[{"id": 10, "value": "second"}]),
+                            person("b@example.com", "3")]).ok
+    assert sim.contact("a@example.com")["fields"] == {"1": "Gold", "10": "second"}
+    assert sim.contact("b@example.com")["fields"] == {"10": ""}
+
+
+def _not_option(field, kind, value):
+    return f"Field id {field} ({kind}): value {value!r} is not one of the field's options"
+
+
+def _not_date(value):
+    return f"Field id 2 (date): value {value!r} is not a date written YYYY-MM-DD"
+
+
+def _not_datetime(value):
+    return f"Field id 3 (datetime): value {value!r} is not an ISO 8601 date-time"
+
+
+def _not_multi(field, kind, value):
+    return f"Field id {field} ({kind}): value {value!r} is not written ||value||value||"
+
+
+@pytest.mark.parametrize("field, value, reason", [
+    (1, "Gold", None), (1, "Silver", None),
+    (1, "gold", _not_option(1, "dropdown", "gold")), (1, "||Gold||", _not_option(1, "dropdown", "||Gold||")),
+    (1, "", _not_option(1, "dropdown", "")),
+    (2, "2025-05-19", None), (2, "2024-02-29", None),
+    (2, "2025-5-19", _not_date("2025-5-19")), (2, "19/05/2025", _not_date("19/05/2025")),
+    (2, "2025-02-30", _not_date("2025-02-30")), (2, "20250519", _not_date("20250519")),
+    (2, "2025-05-19T00:00:00", _not_date("2025-05-19T00:00:00")), (2, "", _not_date("")),
+    (3, "2025-05-19T02:45:00-05:00", None), (3, "2025-05-19T02:45:00Z", None),
+    (3, "2025-05-19T02:45", None), (3, "2025-05-19T02:45:00.123456+00:00", None),
+    (3, "2025-05-19", _not_datetime("2025-05-19")), (3, "2025-05-19 02:45:00", _not_datetime("2025-05-19 02:45:00")),
+    (3, "19/05/2025T02:45", _not_datetime("19/05/2025T02:45")), (3, "2025-13-01T00:00", _not_datetime("2025-13-01T00:00")),
+    (3, "yesterday", _not_datetime("yesterday")),
+    (4, "Pro", None), (4, "Gold", _not_option(4, "radio", "Gold")),
+    (5, "||a||", None), (5, "||a||c||", None),
+    (5, "a", _not_multi(5, "checkbox", "a")), (5, "a||b", _not_multi(5, "checkbox", "a||b")),
+    (5, "||||", _not_multi(5, "checkbox", "||||")), (5, "||a||||b||", _not_multi(5, "checkbox", "||a||||b||")),
+    (5, "||a||d||", _not_option(5, "checkbox", "d")), (5, "||a|b||", _not_option(5, "checkbox", "a|b")),
+    (6, "||anything||at all||", None), (6, "plain", _not_multi(6, "listbox", "plain")),
+    (7, "||EU||US||", None), (7, "||eu||", _not_option(7, "multiselect", "eu")),
+    (8, "two\nlines", None), (9, "x", None), (10, "", None), (10, "2025-05-19 or so", None),
+])
+def test_bulk_field_values_must_fit_the_field_type(make_sim, http, field, value, reason):
+    sim = make_sim(fields=FIELDS)
+    response = bulk(http, sim, [person("good@example.com", "3", fields=[{"id": 10, "value": "ok"}]),
+                                person("case@example.com", "3", fields=[{"id": field, "value": value}])])
+    if reason is None:
+        assert response.status_code == 200, response.json()
+        assert sim.contact("case@example.com")["fields"] == {str(field): value}
+    else:
+        assert response.status_code == 400
+        assert response.json() == {"success": 0, "message": VALIDATION_MESSAGE,
+                                   "failureReasons": [{"contact": 1, "failureReason": reason}]}
+        assert sim.contact("good@example.com") is None and sim.stats()["bulk_accepted"] == 0
+
+
+@pytest.mark.parametrize("fields, reason", [
+    ({"id": 10, "value": "x"}, "Field 'fields' incorrect format: must be a list"),
+    (["x"], FIELDS_ENTRY), ([{"id": 10}], FIELDS_ENTRY), ([{"value": "x"}], FIELDS_ENTRY),
+    ([{"id": 10, "value": "x", "field": 10}], FIELDS_ENTRY),
+    ([{"id": True, "value": "x"}], "Field 'fields' incorrect format: id True is not a field id"),
+    ([{"id": 1.0, "value": "x"}], "Field 'fields' incorrect format: id 1.0 is not a field id"),
+    ([{"id": "ten", "value": "x"}], "Field 'fields' incorrect format: id 'ten' is not a field id"),
+    ([{"id": " 10", "value": "x"}], "Field 'fields' incorrect format: id ' 10' is not a field id"),
+    ([{"id": "", "value": "x"}], "Field 'fields' incorrect format: id '' is not a field id"),
+    ([{"id": 10, "value": 5}], "Field 'fields' incorrect format: the value of field id 10 must be a string"),
+    ([{"id": "10", "value": None}], "Field 'fields' incorrect format: the value of field id 10 must be a string"),
+    ([{"id": 99, "value": "x"}], "Field id 99 does not exist"),
+    ([{"id": "99", "value": "x"}], "Field id 99 does not exist"),
+    ([{"id": 0, "value": "x"}], "Field id 0 does not exist"),
+    ([{"id": 10, "value": "x"}, {"id": "10", "value": "y"}], "Field id 10 is given more than once"),
+])
+def test_bulk_field_entries_must_be_id_value_objects_naming_existing_fields(make_sim, http, fields, reason):
+    sim = make_sim(fields=FIELDS)
+    response = bulk(http, sim, [person("good@example.com", "3"),
+                                person("bad@example.com", "3", fields=fields)])
+    assert response.status_code == 400
+    assert response.json() == {"success": 0, "message": VALIDATION_MESSAGE,
+                               "failureReasons": [{"contact": 1, "failureReason": reason}]}
+    assert sim.contact("good@example.com") is None and sim.contact("bad@example.com") is None
+
+
+def test_exclude_automations_is_counted_per_applied_contact(make_sim, http):
+    sim = make_sim(import_processing_seconds=0, fail_import_emails={"fails@example.com"})
+    assert bulk(http, sim, [
+        person("quiet@example.com", "3", exclude_automations=True),
+        person("loud@example.com", "3", exclude_automations=False),
+        person("plain@example.com", "3"),
+        person("fails@example.com", "3", exclude_automations=True),  # never applied: not counted
+    ]).ok
+
+    def counted():
+        stats = sim.stats()
+        return stats["automations_started"], stats["automations_excluded"]
+
+    assert counted() == (2, 1)
+    # Still accepted at the top level, but only the per-contact flag (where the docs put it) counts.
+    assert bulk(http, sim, [person("a@example.com", "3"), person("b@example.com", "3")],
+                exclude_automations=True).ok
+    assert counted() == (4, 1)
+    refused = bulk(http, sim, [person("c@example.com", "3"),
+                               person("d@example.com", "3", exclude_automations="true")])
+    assert refused.status_code == 400
+    assert refused.json()["failureReasons"] == [
+        {"contact": 1, "failureReason": "Field 'exclude_automations' incorrect format"}]
+    assert counted() == (4, 1)
+    sim.reset_stats()
+    assert counted() == (0, 0)
+
+
+def test_failed_import_contacts_get_neither_tags_nor_field_values(make_sim, http):
+    sim = make_sim(import_processing_seconds=0, fields=FIELDS)
+    assert bulk(http, sim, [person("known@example.com", "3", tags=["old"],
+                                   fields=[{"id": 10, "value": "old"}])]).ok
+    sim.configure(fail_import_emails={"known@example.com", "new@example.com"})
+    new_values = {"tags": ["new"], "fields": [{"id": 10, "value": "new"}, {"id": 1, "value": "Gold"}]}
+    batch = bulk(http, sim, [person("known@example.com", "3", exclude_automations=True, **new_values),
+                             person("new@example.com", "3", **new_values),
+                             person("ok@example.com", "3", **new_values)]).json()
+    assert sorted(import_info(http, sim, batch["batchId"])["failure"]) == ["known@example.com", "new@example.com"]
+    known, ok = sim.contact("known@example.com"), sim.contact("ok@example.com")
+    assert (known["tags"], known["fields"]) == (["old"], {"10": "old"})
+    assert sim.contact("new@example.com") is None
+    assert (ok["tags"], ok["fields"]) == (["new"], {"10": "new", "1": "Gold"})
+    # Every contact of a failed batch is left as it was too.
+    sim.configure(fail_import_emails=None, fail_import_batches=1)
+    later = {"tags": ["later"], "fields": [{"id": 10, "value": "later"}]}
+    batch = bulk(http, sim, [person("known@example.com", "3", **later),
+                             person("ok@example.com", "3", **later)]).json()
+    assert import_info(http, sim, batch["batchId"])["status"] == "failed"
+    known, ok = sim.contact("known@example.com"), sim.contact("ok@example.com")
+    assert (known["tags"], known["fields"]) == (["old"], {"10": "old"})
+    assert (ok["tags"], ok["fields"]) == (["new"], {"10": "new", "1": "Gold"})
+    stats = sim.stats()
+    assert (stats["automations_started"], stats["automations_excluded"]) == (2, 0)
 
 
 # ---- asynchronous import outcomes ----------------------------------------------------------------
@@ -219,7 +517,7 @@ def test_import_failure_rate_is_seeded_and_failed_contacts_are_not_applied(make_
 
 
 def test_fail_import_emails_are_reported_failed_and_not_applied(make_sim, http):
-    sim = make_sim(import_processing_seconds=0)
+    sim = make_sim(import_processing_seconds=0, fields=[NOTE_FIELD])
     assert bulk(http, sim, [person("bad@example.com", "4", first_name="Old")]).ok
     sim.fail_import_emails = {"BAD@example.com"}
     batch = bulk(http, sim, [

@@ -184,12 +184,12 @@ def test_a_worker_killed_mid_chunk_resends_only_its_batch_in_flight_and_the_stat
     upload(app, "sync-kill/", changed, blobs=1)
     real_import, calls = ActiveCampaignClient.bulk_import, []
 
-    def killed_on_the_fourth(self, contacts, list_id):
+    def killed_on_the_fourth(self, contacts, list_id, *options):
         calls.append(len(contacts))
         if len(calls) == 4:
-            real_import(self, contacts, list_id)  # ActiveCampaign took the batch; the worker died before its checkpoint
+            real_import(self, contacts, list_id, *options)  # ActiveCampaign took the batch; the worker died before its checkpoint
             raise RuntimeError("worker killed")
-        return real_import(self, contacts, list_id)
+        return real_import(self, contacts, list_id, *options)
 
     monkeypatch.setattr(ActiveCampaignClient, "bulk_import", killed_on_the_fourth)
     imported = app.simulator.stats()["contacts_imported"]

@@ -7,6 +7,22 @@ lists and their 404s, no re-subscribing by bulk import of people who unsubscribe
 contact/sync and contactLists. Faults (errors, latency, dropped connections, deterministic
 failures, emails ActiveCampaign refuses) can be injected at construction or at run time.
 
+Custom fields (`fields=` at construction, `add_field`, `delete_field`) have a type (text, textarea,
+date, datetime, dropdown, multiselect, radio, checkbox, listbox, hidden) and, for the option types,
+option values. GET /api/3/fields pages them like every v3 list (limit 20 by default, at most 100;
+offset; `meta.total` a string) and side-loads the options of the fields on the page in
+`fieldOptions`. Ids ("1", "2", ...) are never reused; deleting a field forgets its values.
+
+A bulk import contact's `tags` (non-empty strings of at most 255 characters) are added to the
+contact's tags, never removed. Its `fields` (`[{"id": 12, "value": "x"}]`) must name fields the
+account has, with values in the format of the field's type: `YYYY-MM-DD` for date, an ISO 8601
+date-time for datetime, one of the options for dropdown and radio, `||a||b||` (each part an option,
+when the field has options) for checkbox, listbox and multiselect. Anything else refuses the
+whole request like any invalid row (400, `failureReasons` naming the contact's index and the
+problem); applied contacts store each value by field id, a later import overwriting it.
+A contact's `exclude_automations: true` (per contact, where the docs put it) is counted in the
+`automations_excluded` stat; every other applied contact in `automations_started`.
+
 Bulk import outcomes are asynchronous, as FACTS.md says: GET /api/3/import/info reports
 `"status": false` for the first third of `import_processing_seconds` after the POST, then
 "waiting", then "active", and "completed" (or "failed") once that time has passed; `success` and
@@ -27,13 +43,15 @@ Start by hand from the project root (serves until Ctrl-C or SIGTERM):
     python -m tests.support.activecampaign --port 8800 --api-key KEY --list 3:Newsletter
 
 Read-only inspection, without a key and outside the rate budget:
-GET /__sim/stats and GET /__sim/lists/{id}.
+GET /__sim/stats and GET /__sim/lists/{id}. In process: contact(email) (with its sorted `tags` and
+its `fields`, field id -> value), fields(), subscribed(), unsubscribed(), batch(), stats().
 """
 from __future__ import annotations
 
 import argparse
 import collections
 import dataclasses
+import datetime
 import json
 import math
 import random
@@ -79,8 +97,19 @@ STAT_KEYS = (
     "contacts_created", "throttled_429", "throttled_bulk", "validation_rejections",
     "oversize_rejections", "malformed_rejections", "resubscribe_skipped", "errors_injected",
     "dropped", "forbidden", "not_found", "connections", "import_info_requests", "contacts_failed",
-    "batches_failed",
+    "batches_failed", "automations_started", "automations_excluded",
 )
+# Custom field types (FACTS) and the ones whose values are among the field's options.
+FIELD_TYPES = frozenset({
+    "text", "textarea", "date", "datetime", "dropdown", "multiselect", "radio", "checkbox",
+    "listbox", "hidden",
+})
+SINGLE_OPTION_TYPES = frozenset({"dropdown", "radio"})
+MULTI_VALUE_TYPES = frozenset({"checkbox", "listbox", "multiselect"})
+MAX_TAG_LENGTH = 255
+MULTI_VALUE_DELIMITER = "||"
+_DIGITS = re.compile(r"[0-9]+\Z")
+_ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}\Z")
 _DOMAIN_LABEL = re.compile(r"[A-Za-z0-9-]+\Z")
 
 
@@ -161,7 +190,104 @@ def _is_list_ref(value: Any) -> bool:
         isinstance(value, str) and value.strip() != "")
 
 
-def _contact_problem(contact: Any, rejected: Callable[[str], bool]) -> str | None:
+def _default_perstag(title: str) -> str:
+    """The personalisation tag ActiveCampaign derives from a title: "Another Test Title" ->
+    "ANOTHER_TEST_TITLE"."""
+    return re.sub(r"[^A-Za-z0-9]", "_", title).upper()
+
+
+def _field_id(value: Any) -> str | None:
+    """A bulk import field id (an int, or a string of digits) as the simulator's string id."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    if isinstance(value, str) and _DIGITS.match(value):
+        return str(int(value))
+    return None
+
+
+def _is_iso_date(value: str) -> bool:
+    if not _ISO_DATE.match(value):
+        return False
+    try:
+        datetime.date.fromisoformat(value)
+    except ValueError:
+        return False
+    return True
+
+
+def _is_iso_datetime(value: str) -> bool:
+    # datetime.fromisoformat (3.11) also takes a bare date and any single character between date
+    # and time; an ISO 8601 date-time has a time, after a "T".
+    if not value.isascii() or "T" not in value:
+        return False
+    try:
+        datetime.datetime.fromisoformat(value)
+    except ValueError:
+        return False
+    return True
+
+
+def _multi_value_parts(value: str) -> list[str] | None:
+    """The values of `||a||b||`, or None when `value` is not written that way."""
+    delimiter = MULTI_VALUE_DELIMITER
+    if len(value) <= 2 * len(delimiter) or not (value.startswith(delimiter) and value.endswith(delimiter)):
+        return None
+    parts = value[len(delimiter):-len(delimiter)].split(delimiter)
+    return parts if all(parts) else None
+
+
+def _field_value_problem(field: dict, value: str) -> str | None:
+    """Why this value does not fit the custom field's type, or None.
+
+    The formats are the ones FACTS.md gives (dates as YYYY-MM-DD is third-party knowledge). How
+    strictly ActiveCampaign itself checks them is unconfirmed: the simulator refuses anything
+    else so that the app has to format every value right."""
+    kind, options = field["type"], [option for _, option in field["options"]]
+    where = f"Field id {field['id']} ({kind})"
+    if kind == "date" and not _is_iso_date(value):
+        return f"{where}: value {value!r} is not a date written YYYY-MM-DD"
+    if kind == "datetime" and not _is_iso_datetime(value):
+        return f"{where}: value {value!r} is not an ISO 8601 date-time"
+    if kind in SINGLE_OPTION_TYPES and value not in options:
+        return f"{where}: value {value!r} is not one of the field's options"
+    if kind in MULTI_VALUE_TYPES:
+        parts = _multi_value_parts(value)
+        if parts is None:
+            return f"{where}: value {value!r} is not written ||value||value||"
+        unknown = [part for part in parts if part not in options]
+        if options and unknown:
+            return f"{where}: value {unknown[0]!r} is not one of the field's options"
+    return None
+
+
+def _field_values_problem(entries: Any, fields: dict[str, dict]) -> str | None:
+    """Why a bulk contact's `fields` would be refused, or None."""
+    shape = "Field 'fields' incorrect format"
+    if not isinstance(entries, list):
+        return f"{shape}: must be a list"
+    seen: set[str] = set()
+    for entry in entries:
+        if not isinstance(entry, dict) or set(entry) != {"id", "value"}:
+            return f'{shape}: each entry must be {{"id": <field id>, "value": "<string>"}}'
+        field_id = _field_id(entry["id"])
+        if field_id is None:
+            return f"{shape}: id {entry['id']!r} is not a field id"
+        if not isinstance(entry["value"], str):
+            return f"{shape}: the value of field id {field_id} must be a string"
+        field = fields.get(field_id)
+        if field is None:
+            return f"Field id {field_id} does not exist"
+        if field_id in seen:
+            return f"Field id {field_id} is given more than once"
+        seen.add(field_id)
+        problem = _field_value_problem(field, entry["value"])
+        if problem is not None:
+            return problem
+    return None
+
+
+def _contact_problem(contact: Any, rejected: Callable[[str], bool],
+                     fields: dict[str, dict]) -> str | None:
     """Why ActiveCampaign would refuse this bulk contact, or None."""
     if not isinstance(contact, dict):
         return "Contact must be a JSON object"
@@ -177,11 +303,11 @@ def _contact_problem(contact: Any, rejected: Callable[[str], bool]) -> str | Non
     tags = contact.get("tags", [])
     if not isinstance(tags, list) or not all(isinstance(t, str) and t.strip() for t in tags):
         return "Field 'tags' incorrect format"
-    fields = contact.get("fields", [])
-    if not isinstance(fields, list) or not all(
-            isinstance(f, dict) and _is_list_ref(f.get("id")) and isinstance(f.get("value"), str)
-            for f in fields):
-        return "Field 'fields' incorrect format"
+    if any(len(tag) > MAX_TAG_LENGTH for tag in tags):
+        return f"Field 'tags' incorrect format: a tag is longer than {MAX_TAG_LENGTH} characters"
+    problem = _field_values_problem(contact.get("fields", []), fields)
+    if problem is not None:
+        return problem
     for name in ("subscribe", "unsubscribe"):
         entries = contact.get(name, [])
         if not isinstance(entries, list) or not all(
@@ -211,7 +337,7 @@ class ActiveCampaignSimulator:
         latency: float = 0.0,
         drop_rate: float = 0.0,
         reject_emails: Callable[[str], bool] | Iterable[str] | None = None,
-        fields: list[dict] | None = None,
+        fields: Iterable[dict] | None = None,
         seed: int = 0,
         import_processing_seconds: float = 0.3,
         import_failure_rate: float = 0.0,
@@ -244,7 +370,6 @@ class ActiveCampaignSimulator:
         self.import_failure_rate = import_failure_rate
         self.fail_import_batches = fail_import_batches
         self._lists = {str(k): v for k, v in (lists or {}).items()}
-        self._fields = list(fields or [])
         self._contacts: dict[str, dict] = {}  # lower-cased email -> record
         self._email_by_id: dict[str, str] = {}
         self._memberships: dict[str, dict[str, int]] = {k: {} for k in self._lists}
@@ -255,6 +380,12 @@ class ActiveCampaignSimulator:
         self._unsettled: list[str] = []
         self._failed_emails: set[str] = set()
         self._next_contact_id = 1
+        # Custom fields by id, in id order: {"id", "title", "type", "perstag",
+        # "options": [(option id, value), ...]}. Ids of fields and of options are never reused.
+        self._fields: dict[str, dict] = {}
+        self._next_field_id = self._next_option_id = 1
+        for spec in fields or ():
+            self.add_field(**spec)
         self._fail_rules: list[_FailRule] = []
         # Rate windows (pruned) are separate from the admitted-time history (kept for
         # max_requests_in_window) so reset_stats() never resets the account's budget.
@@ -339,7 +470,61 @@ class ActiveCampaignSimulator:
             self._lists.pop(str(list_id))
             self._memberships.pop(str(list_id), None)
 
+    def add_field(self, title: str, type: str, perstag: str | None = None,  # noqa: A002 - AC's name
+                  options: Iterable[str] = ()) -> str:
+        """An ActiveCampaign user creates a custom field; returns its id ("1", "2", ..., never
+        reused). `perstag` defaults to the title upper-cased, non-alphanumerics turned to "_".
+        Titles and perstags are unique (case-insensitive), as ActiveCampaign's 422s say."""
+        if not isinstance(title, str) or not title.strip():
+            raise ValueError("a field needs a non-empty title")
+        if type not in FIELD_TYPES:
+            raise ValueError(f"unknown field type {type!r}; one of {sorted(FIELD_TYPES)}")
+        perstag = _default_perstag(title) if perstag is None else perstag
+        if not isinstance(perstag, str) or not perstag.strip():
+            raise ValueError("perstag must be a non-empty string")
+        if isinstance(options, str):
+            raise TypeError("options must be a list of values, not a string")
+        values = list(options)
+        if values and type not in SINGLE_OPTION_TYPES | MULTI_VALUE_TYPES:
+            raise ValueError(f"a {type} field has no options")
+        for value in values:
+            if not isinstance(value, str) or not value or MULTI_VALUE_DELIMITER in value:
+                raise ValueError(f"option {value!r} must be a non-empty string without '||'")
+        if len(set(values)) != len(values):
+            raise ValueError("options must be unique")
+        with self._lock:
+            for field in self._fields.values():
+                if field["title"].lower() == title.lower():
+                    raise ValueError(f"There is already a field named {title!r}")
+                if field["perstag"].lower() == perstag.lower():
+                    raise ValueError(f"There is already a personalization tag named {perstag!r}")
+            field_id = str(self._next_field_id)
+            self._next_field_id += 1
+            first = self._next_option_id
+            self._next_option_id += len(values)
+            self._fields[field_id] = {
+                "id": field_id, "title": title, "type": type, "perstag": perstag,
+                "options": [(str(first + n), value) for n, value in enumerate(values)]}
+        return field_id
+
+    def delete_field(self, field_id: str) -> None:
+        """An ActiveCampaign user deletes the custom field (KeyError if unknown): every contact's
+        value for it goes too, and its id is never given again."""
+        field_id = str(field_id)
+        with self._lock:
+            del self._fields[field_id]
+            for record in self._contacts.values():
+                record["fields"].pop(field_id, None)
+
     # ---- inspection --------------------------------------------------------------------------
+    def fields(self) -> list[dict]:
+        """The custom fields now, in id order: {"id", "title", "type", "perstag", "options":
+        [option values]} (copies)."""
+        with self._lock:
+            return [{"id": field["id"], "title": field["title"], "type": field["type"],
+                     "perstag": field["perstag"], "options": [value for _, value in field["options"]]}
+                    for field in self._fields.values()]
+
     def subscribed(self, list_id: str) -> set[str]:
         with self._lock:
             members = self._memberships.get(str(list_id), {})
@@ -537,8 +722,7 @@ class ActiveCampaignSimulator:
             if match:
                 return self._get_list(match.group(1))
             if route == "/fields":
-                return Reply(200, {"fields": self._fields,
-                                   "meta": {"total": str(len(self._fields))}})
+                return self._get_fields(query)
             if route == "/import/info":
                 return self._import_info(query)
         elif method == "POST":
@@ -562,13 +746,34 @@ class ActiveCampaignSimulator:
         name = self._lists[list_id]
         return {"id": list_id, "name": name, "stringid": _slug(name), "userid": "1"}
 
+    @classmethod
+    def _page_bounds(cls, query: dict) -> tuple[int, int]:
+        """(offset, limit) of a v3 list: limit 20 by default, capped at 100."""
+        return cls._int_param(query, "offset", 0), min(100, cls._int_param(query, "limit", 20) or 20)
+
     def _get_lists(self, query: dict) -> Reply:
-        limit = min(100, self._int_param(query, "limit", 20) or 20)
-        offset = self._int_param(query, "offset", 0)
+        offset, limit = self._page_bounds(query)
         with self._lock:
             ids = sorted(self._lists, key=lambda i: (not i.isdigit(), int(i) if i.isdigit() else 0, i))
             page = [self._list_body(i) for i in ids[offset:offset + limit]]
         return Reply(200, {"lists": page, "meta": {"total": str(len(ids))}})
+
+    def _get_fields(self, query: dict) -> Reply:
+        offset, limit = self._page_bounds(query)
+        with self._lock:
+            fields = list(self._fields.values())
+            page = fields[offset:offset + limit]
+            items = [{"id": field["id"], "title": field["title"], "type": field["type"],
+                      "perstag": field["perstag"], "descript": None, "isrequired": "0",
+                      "options": [option_id for option_id, _ in field["options"]]}
+                     for field in page]
+            # Side-loaded: the options of the fields on this page only.
+            options = [{"id": option_id, "field": field["id"], "orderid": str(order),
+                        "value": value, "label": value, "isdefault": "0"}
+                       for field in page
+                       for order, (option_id, value) in enumerate(field["options"], start=1)]
+        return Reply(200, {"fields": items, "fieldOptions": options, "fieldRels": [],
+                           "meta": {"total": str(len(fields))}})
 
     def _get_list(self, list_id: str) -> Reply:
         with self._lock:
@@ -647,7 +852,7 @@ class ActiveCampaignSimulator:
         with self._lock:
             failures = [{"contact": index, "failureReason": problem}
                         for index, contact in enumerate(contacts)
-                        if (problem := _contact_problem(contact, self._reject)) is not None]
+                        if (problem := _contact_problem(contact, self._reject, self._fields)) is not None]
             if failures:  # one bad row rejects the whole request; nothing is applied
                 self._stats["validation_rejections"] += 1
                 return Reply(400, {"success": 0, "message": VALIDATION_MESSAGE,
@@ -694,9 +899,15 @@ class ActiveCampaignSimulator:
     def _apply_bulk_contact(self, contact: dict) -> tuple[dict, bool]:
         updates = {name: contact[name] for name in TEXT_FIELDS if name in contact}
         record, created = self._upsert_locked(contact["email"], updates)
-        record["tags"].update(contact.get("tags", []))
+        record["tags"].update(contact.get("tags", []))  # an import only ever adds tags
         for field in contact.get("fields", []):
-            record["fields"][str(field["id"])] = field["value"]
+            record["fields"][_field_id(field["id"])] = field["value"]
+        # Only the per-contact flag counts (where the docs put it): a top-level
+        # exclude_automations is accepted but, its placement unconfirmed, changes nothing here.
+        if contact.get("exclude_automations") is True:
+            self._stats["automations_excluded"] += 1
+        else:
+            self._stats["automations_started"] += 1
         for entry in contact.get("subscribe", []):
             members = self._memberships[str(entry["listid"])]
             if members.get(record["email"]) == UNSUBSCRIBED:

@@ -143,10 +143,10 @@ class TestApp:
         return connection
 
     def export(self, connection=None, prefix: str = "seg/", list_id: str = "3", mapping: dict | None = None,
-               container: str = SEGMENTS_CONTAINER, enabled: bool = True) -> Export:
+               container: str = SEGMENTS_CONTAINER, enabled: bool = True, **overrides) -> Export:
         return add_export(self.ctx, connection or self.connection(), prefix,
                           mapping or {"email": "email", "firstName": "first name", "lastName": "last name"},
-                          list_id=list_id, container=container, enabled=enabled)
+                          list_id=list_id, container=container, enabled=enabled, **overrides)
 
     def upload(self, name: str, data: bytes, container: str = SEGMENTS_CONTAINER) -> str:
         blob = self.ctx.storage.blobs.get_blob_client(container, name)

@@ -24,10 +24,13 @@ def add_connection(ctx, hostname: str, display_name: str = "Test account", **ove
 
 
 def add_export(ctx, connection: Connection, prefix: str, mapping: dict, list_id: str = "3",
-               container: str = SEGMENTS_CONTAINER, enabled: bool = True, display_name: str = "Test export") -> Export:
+               container: str = SEGMENTS_CONTAINER, enabled: bool = True, display_name: str = "Test export",
+               **overrides) -> Export:
     now = utc_now()
-    export = Export(id=new_id(), displayName=display_name, connectionId=connection.id, listId=list_id,
-                    segmentContainer=container, segmentPrefix=prefix, mapping=Mapping(**mapping), enabled=enabled,
-                    createdBy=ACTOR, createdAt=now, updatedBy=ACTOR, updatedAt=now)
+    fields = dict(id=new_id(), displayName=display_name, connectionId=connection.id, listId=list_id,
+                  segmentContainer=container, segmentPrefix=prefix,
+                  mapping=mapping if isinstance(mapping, Mapping) else Mapping(**mapping), enabled=enabled,
+                  createdBy=ACTOR, createdAt=now, updatedBy=ACTOR, updatedAt=now)
+    export = Export(**(fields | overrides))
     ctx.config.add_export(export)
     return export

@@ -17,7 +17,8 @@ from jsonschema import Draft202012Validator
 DOCUMENT_PATH = Path(__file__).resolve().parents[2] / "exports" / "openapi.json"
 ANNOTATIONS = {"description", "examples", "default", "writeOnly", "readOnly", "title"}
 SUPPORTED = ANNOTATIONS | {"type", "properties", "required", "additionalProperties", "anyOf", "const", "not", "pattern",
-                           "minLength", "maxLength", "minimum", "maximum"}
+                           "minLength", "maxLength", "minimum", "maximum", "items", "minItems", "maxItems"}
+ARRAY_ITEMS_DRAWN = 3  # at most, whatever maxItems allows: fewer items are as valid, and draws stay quick
 # ECMA-262 WhiteSpace and LineTerminator: what "\s" means there.
 ECMA_SPACE = "\\t\\n\\v\\f\\r \\xa0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000\\ufeff"
 ECMA_ANY = "[^\\n\\r\\u2028\\u2029]"  # "." without the s flag
@@ -116,6 +117,10 @@ def _of_type(kind: str, schema: dict) -> st.SearchStrategy:
         required = set(schema.get("required", ()))
         return st.fixed_dictionaries({k: v for k, v in properties.items() if k in required},
                                      optional={k: v for k, v in properties.items() if k not in required})
+    if kind == "array":
+        low = schema.get("minItems", 0)
+        return st.lists(values(schema["items"]), min_size=low,
+                        max_size=max(low, min(schema.get("maxItems", ARRAY_ITEMS_DRAWN), ARRAY_ITEMS_DRAWN)))
     raise ValueError(f"type {kind!r} is not supported here")
 
 
@@ -123,9 +128,20 @@ def documents_a_refusal(schema: dict, field: str) -> bool:
     """Whether the document says `field` (e.g. "mapping.email") may be refused beyond its schema: a description
     on the way to it names a 400 (a check against ActiveCampaign, the segment or the stored records)."""
     node, notes = schema, []
-    for name in field.split("."):
-        node = node.get("properties", {}).get(name)
+    for part in field.split("."):
+        name, _, index = part.partition("[")  # "fields[2]": an item of the array "fields"
+        node = _object_option(node).get("properties", {}).get(name)
         if node is None:
             return False
         notes.append(node.get("description", ""))
+        if index:
+            node = node.get("items", {})
+            notes.append(node.get("description", ""))
     return any("400" in note for note in notes)
+
+
+def _object_option(node: dict) -> dict:
+    """The schema of an object, where `node` may offer it among anyOf options (the first that has properties)."""
+    if "properties" in node or "anyOf" not in node:
+        return node
+    return next((option for option in node["anyOf"] if "properties" in option), node)

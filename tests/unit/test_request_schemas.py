@@ -42,6 +42,8 @@ def test_every_export_the_document_allows_passes_the_checks_before_activecampaig
     mapping = {name: column for name, column in body["mapping"].items() if column is not None}
     assert exports.export_problems(body["displayName"], body["listId"], segment["container"],
                                    segment.get("prefix", ""), mapping) == []
+    assert exports.tag_mapping(mapping.get("tags"))[1] == []
+    assert exports.field_mappings(mapping.get("fields"))[1] == []
 
 
 def test_put_takes_the_same_export_schema_as_post():

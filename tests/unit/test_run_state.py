@@ -10,6 +10,7 @@ from exports.model import (
     Cancellation,
     Chunk,
     ChunkStatus,
+    Mapping,
     Phase,
     Run,
     RunStatus,
@@ -23,7 +24,7 @@ from exports.run.finish import decide
 from exports.services.runs import status_document
 
 RUN = Run(id="r1", export_id="e1", connection_id="c1", hostname="acct.api-us1.com", api_key_secret_name="activecampaign-c1",
-          list_id="3", columns={"email": "Email"}, segment_container="segments", segment_prefix="seg/",
+          list_id="3", mapping=Mapping(email="Email"), segment_container="segments", segment_prefix="seg/",
           trigger=Trigger.HTTP, status=RunStatus.RUNNING, phase=Phase.SENDING, started_at="2030-01-01T00:00:00.000Z",
           started_at_ms=1, segments_total=2, buckets=3)
 
