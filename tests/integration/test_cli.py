@@ -295,3 +295,37 @@ def test_a_folder_without_segment_files_is_refused(azurite, sim, tmp_path):
     (tmp_path / "empty").mkdir()
     result = run_cli(azurite, sim, tmp_path / "empty", "--email", "Email")
     assert result.returncode == 2 and "holds no file ending in one of" in result.stderr
+
+
+def test_tags_custom_fields_and_the_automations_switch_from_the_command_line(azurite, sim, tmp_path):
+    plan = sim.add_field("Plan", "dropdown", perstag="PLAN", options=["pro", "free"])
+    surname = sim.add_field("Surname", "text")
+    path = tmp_path / "rich.csv"
+    path.write_bytes(csv_bytes([("ada@example.com", "Ada", "Lovelace", "", "pro"),
+                                ("bob@example.com", "Bob", "Marley", "", "gold")]))  # not an option of Plan
+
+    result = run_cli(azurite, sim, path, "--email", "Email", "--tag", "VIP", "--tag", "CLI", "--tags-column",
+                     "First Name", "--field", "Plan=%plan%", "--field", f"Last Name={surname}", "--exclude-automations")
+
+    assert result.returncode == 1, result.stderr
+    status = json.loads(result.stdout.strip().splitlines()[-1])
+    assert (status["sent"], status["rejected"]) == (1, 1)
+    ada = sim.contact("ada@example.com")
+    assert ada["tags"] == ["Ada", "CLI", "VIP"] and ada["fields"] == {plan: "pro", surname: "Lovelace"}
+    assert sim.stats()["automations_excluded"] == 1 and sim.stats()["automations_started"] == 0
+    refused = run_cli(azurite, sim, path, "--email", "Email", "--field", "Plan=NO_SUCH_FIELD")
+    assert refused.returncode == 2 and "no custom field 'NO_SUCH_FIELD'" in refused.stderr
+    bad = run_cli(azurite, sim, path, "--email", "Email", "--field", "Plan")
+    assert bad.returncode == 2 and "use COLUMN=FIELD" in bad.stderr
+
+
+def test_a_named_export_checks_the_columns_of_each_new_file_before_uploading_it(azurite, sim, tmp_path):
+    path = tmp_path / "weekly.csv"
+    path.write_bytes(csv_bytes([("ada@example.com", "Ada", "Lovelace", "", "pro")]))
+    named = ("--email", "Email", "--first-name", "First Name", "--export-name", "columns-checked")
+    assert run_cli(azurite, sim, path, *named).returncode == 0
+    path.write_bytes(b"Email,Given name\r\nada@example.com,Ada\r\n")  # the upstream export renamed a column
+
+    result = run_cli(azurite, sim, path, *named)
+
+    assert result.returncode == 2 and "'First Name'" in result.stderr and "Given name" in result.stderr, result.stderr
