@@ -178,6 +178,11 @@ def test_tags_from_a_column_and_fixed_names_are_added_and_a_tag_that_leaves_the_
     segment(app, "rich-tags/", [("ada@example.com", "", "", "", "", "", "", "", "", "", "Books"),
                                 ("bob@example.com",) + ("",) * (len(HEADER) - 1)], header=HEADER)
 
+    preview = app.drain(app.start(export["id"], {"dryRun": True}).body["runId"])
+    rows = list(csv.DictReader(io.StringIO(app.request("GET", f"/api/runs/{preview['runId']}/preview").body)))
+    assert [(r["email"], r["action"], r["tags"]) for r in rows] == [
+        ("ada@example.com", "update", '["Books", "Newsletter", "VIP"]')]
+
     second = run(app, export["id"])
 
     assert (second["updated"], second["unchanged"]) == (1, 1)
@@ -220,3 +225,17 @@ def test_a_per_export_schedule_starts_it_once_per_occurrence_whatever_the_ticks(
     runs = app.request("GET", f"/api/exports/{export['id']}/runs").body["runs"]
     assert [r["trigger"] for r in runs] == ["timer", "timer"]
     assert datetime.now(UTC) < late, "the ticks above were simulated, not waited for"
+
+
+def test_instances_ticking_at_once_start_an_occurrence_once(app):
+    from concurrent.futures import ThreadPoolExecutor
+
+    export_id, occurrence = uuid.uuid4().hex, "2026-12-02T02:30:00.000Z"
+    with ThreadPoolExecutor(8) as pool:
+        claims = list(pool.map(lambda _: app.ctx.schedules.claim(export_id, occurrence), range(8)))
+    later = [app.ctx.schedules.claim(export_id, "2026-12-02T02:45:00.000Z") for _ in range(2)]
+
+    assert claims.count(True) == 1 and later == [True, False]
+    assert app.ctx.schedules.claim(export_id, occurrence) is False, "an older occurrence never starts again"
+    app.ctx.schedules.forget(export_id)
+    assert app.ctx.schedules.last(export_id) is None
