@@ -10,7 +10,8 @@ ends, unless --keep. With --export-name NAME the connection and export named NAM
 reused by the next run with that name (its list and mapping updated from the arguments, the files
 replacing its segment), so the next run sends only what changed; the copy of the files is still
 removed. Progress goes to stderr; the final status document is one JSON
-line on stdout. Exit code: 0 succeeded, 1 completed_with_errors, 2 failed or refused, 130
+line on stdout. Exit code: 0 succeeded, 1 completed_with_errors, 2 failed or refused, 3
+needs_approval (the guardrail held the leaver actions: `approve RUN_ID` sends them), 130
 interrupted (Ctrl-C cancels the run: nothing more is sent).
 """
 from __future__ import annotations
@@ -23,7 +24,7 @@ import sys
 import uuid
 from pathlib import Path
 
-EXIT_CODES = {"succeeded": 0, "completed_with_errors": 1}
+EXIT_CODES = {"succeeded": 0, "completed_with_errors": 1, "needs_approval": 3}
 EXIT_FAILED = 2
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report it
 CANCEL_WAIT_SECONDS = 120  # for the batch in flight to end after Ctrl-C
@@ -49,6 +50,11 @@ def _parser() -> argparse.ArgumentParser:
                      help="send COLUMN to the custom field FIELD, given by id or personalisation tag (repeatable)")
     run.add_argument("--exclude-automations", action="store_true",
                      help="imports do not start the account's automations for these contacts")
+    run.add_argument("--leavers", choices=("keep", "field", "unsubscribe"),
+                     help="what is done for contacts that left the segment since the last run (default keep); "
+                          "with --export-name only, since a one-off export has no earlier run")
+    run.add_argument("--membership-field", metavar="FIELD",
+                     help="with --leavers field: the custom field (id or personalisation tag) set for members")
     run.add_argument("--timeout", type=float, default=6 * 3600, help="give up after this many seconds (default 6 h)")
     run.add_argument("--keep", action="store_true",
                      help="keep the connection, the export and the uploaded copy of the files after the run")
@@ -60,6 +66,8 @@ def _parser() -> argparse.ArgumentParser:
     commands.add_parser("init", help="create the queues, containers and tables in local storage")
     status = commands.add_parser("status", help="print a run's status document")
     status.add_argument("run_id")
+    approve = commands.add_parser("approve", help="send the leaver actions the guardrail held (needs_approval)")
+    approve.add_argument("run_id")
     cancel = commands.add_parser("cancel", help="cancel a queued or running run: nothing more is sent for it")
     cancel.add_argument("run_id")
     rejects = commands.add_parser("rejects", help="write a run's rejects report (CSV: blob, row, email, reason)")
@@ -110,6 +118,8 @@ def _command(ctx, args) -> int:
     if args.command == "status":
         print(json.dumps(runs.run_status(ctx, _cli_caller(ctx), args.run_id)))
         return 0
+    if args.command == "approve":
+        return _approve(ctx, args)
     if args.command == "cancel":
         print(json.dumps(runs.cancel_run(ctx, _cli_caller(ctx), args.run_id)))
         return 0
@@ -190,7 +200,9 @@ def _run(ctx, args) -> int:
         prefix = existing.segmentPrefix if existing else f"cli/{uuid.uuid4().hex}/"
         body = {"displayName": name, "connectionId": created.connection_id, "listId": args.list_id,
                 "segment": {"container": SEGMENTS_CONTAINER, "prefix": prefix},
-                "mapping": _mapping(args), "excludeAutomations": args.exclude_automations}
+                "mapping": _mapping(args), "excludeAutomations": args.exclude_automations,
+                "leavers": args.leavers or "keep",
+                **({"membershipField": args.membership_field} if args.membership_field else {})}
         if existing:
             created.export_id = exports.update_export(ctx, caller, existing.id, lambda: body, probe=probe)["id"]
         else:
@@ -246,6 +258,22 @@ def _run(ctx, args) -> int:
             created.report()
         else:
             created.remove()
+
+
+def _approve(ctx, args) -> int:
+    """Approve a held run's leaver actions and send them from this process, as `run` sends its chunks."""
+    from exports.local_host import LocalQueueHost
+    from exports.model import RunStatus
+    from exports.services import runs
+    from function_app import app
+
+    caller = _cli_caller(ctx)
+    runs.approve_run(ctx, caller, args.run_id)
+    LocalQueueHost(ctx, app, run_id=args.run_id).drain(
+        lambda: RunStatus(runs.run_status(ctx, caller, args.run_id)["status"]).final, timeout_seconds=6 * 3600)
+    doc = runs.run_status(ctx, caller, args.run_id)
+    print(json.dumps(doc))
+    return EXIT_CODES.get(doc["status"], EXIT_FAILED)
 
 
 class _Created:

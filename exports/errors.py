@@ -115,6 +115,18 @@ class RunFinished(Conflict):
         self.status = status
 
 
+class RunNotHeld(Conflict):
+    def __init__(self, run_id: str, status: str):
+        super().__init__(f"run {run_id} has status {status}; only a run whose leaver actions the guardrail holds "
+                         "(needs_approval) can be approved", details={"runId": run_id, "status": status})
+
+
+class RunSuperseded(Conflict):
+    def __init__(self, run_id: str, newer: str):
+        super().__init__(f"run {run_id} was superseded by run {newer} of the same export, which works out its own "
+                         "leavers: approve that one if it is held", details={"runId": run_id, "newerRunId": newer})
+
+
 # --- services this product depends on --------------------------------------------------------------
 class Unavailable(ExportsError):
     """A service the request needs did not answer as it should; nothing was changed."""

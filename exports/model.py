@@ -25,6 +25,10 @@ class RunStatus(StrEnum):
     COMPLETED_WITH_ERRORS = "completed_with_errors"
     FAILED = "failed"
     CANCELLED = "cancelled"
+    # Adds and updates went; the leaver actions are held by the guardrail until an admin approves
+    # (they are then sent and the run finishes) or cancels them. Final as far as the export's lock
+    # goes: a newer run may start, and supersedes the held actions.
+    NEEDS_APPROVAL = "needs_approval"
 
     @property
     def final(self) -> bool:
@@ -33,7 +37,8 @@ class RunStatus(StrEnum):
 
 class Phase(StrEnum):
     SPLITTING = "splitting"  # segment blobs are being read into bucket parts
-    SENDING = "sending"  # chunks (one per non-empty bucket) are being sent
+    SENDING = "sending"  # chunks (one per bucket) are being sent
+    LEAVING = "leaving"  # the leaver actions (unsubscribe, or clear the membership field) are being sent
     DONE = "done"
 
 
@@ -68,6 +73,14 @@ class RejectReason(StrEnum):
     VALUE_INVALID = "value_invalid"  # a name or phone that cannot be sent as it is
     REFUSED_BY_ACTIVECAMPAIGN = "refused_by_activecampaign"  # the import request refused the row
     IMPORT_FAILED = "import_failed"  # queued, then reported failed when ActiveCampaign processed the import
+
+
+class Leavers(StrEnum):
+    """What an export does for contacts it delivered that are no longer in the segment."""
+
+    KEEP = "keep"  # nothing is sent; they are counted
+    FIELD = "field"  # a custom field keeps membership: set for members, cleared for leavers
+    UNSUBSCRIBE = "unsubscribe"  # unsubscribed from the list: a consent change, never undone by the app
 
 
 class RunMode(StrEnum):
@@ -195,6 +208,7 @@ class Mapping:
     phone: str | None = None
     tags: TagMapping | None = None
     fields: tuple[FieldMapping, ...] = ()
+    membership: FieldSpec | None = None  # leavers "field": set for every contact sent, cleared for leavers
 
     def contact_columns(self) -> dict[str, str]:
         """Contact field -> segment column, for the standard contact fields that are mapped."""
@@ -215,6 +229,8 @@ class Mapping:
             identity["tags"] = self.tags.to_document()
         if self.fields:
             identity["fields"] = [[f.column, f.spec.id if f.spec else f.field, f.separator] for f in self.fields]
+        if self.membership is not None:
+            identity["membership"] = self.membership.id
         return identity
 
     def to_document(self, options: bool = False) -> dict:
@@ -223,13 +239,16 @@ class Mapping:
             doc["tags"] = self.tags.to_document()
         if self.fields:
             doc["fields"] = [f.to_document(options) for f in self.fields]
+        if self.membership is not None and options:  # stored with a run; an export shows it as membershipField
+            doc["membership"] = self.membership.to_document()
         return doc
 
     @classmethod
     def from_document(cls, doc: dict) -> Mapping:
         return cls(**{name: doc.get(name) for name in MAPPED_FIELDS},
                    tags=TagMapping.from_document(doc["tags"]) if doc.get("tags") else None,
-                   fields=tuple(FieldMapping.from_document(f) for f in doc.get("fields") or ()))
+                   fields=tuple(FieldMapping.from_document(f) for f in doc.get("fields") or ()),
+                   membership=FieldSpec.from_document(doc["membership"]) if doc.get("membership") else None)
 
 
 @dataclass(frozen=True)
@@ -249,11 +268,15 @@ class Export:
     excludeAutomations: bool = False  # imports do not start the account's automations
     schedule: str | None = None  # NCRONTAB (UTC); None: the app's EXPORT_SCHEDULE
     scheduleSetAt: str | None = None  # when `schedule` was last set: occurrences before it do not start the export
+    leavers: Leavers = Leavers.KEEP
+    membershipField: str | None = None  # leavers "field": the custom field, by id or perstag, as given
+    maxLeaversPercent: float | None = None  # None: EXPORT_MAX_LEAVERS_PERCENT
 
     def to_document(self) -> dict:
         doc = {name: getattr(self, name) for name in (
             "id", "displayName", "connectionId", "listId", "enabled", "excludeAutomations", "schedule",
-            "createdBy", "createdAt", "updatedBy", "updatedAt")}
+            "membershipField", "maxLeaversPercent", "createdBy", "createdAt", "updatedBy", "updatedAt")}
+        doc["leavers"] = self.leavers.value
         doc["segment"] = {"container": self.segmentContainer, "prefix": self.segmentPrefix}
         doc["mapping"] = self.mapping.to_document()
         return doc
@@ -282,6 +305,10 @@ class Totals:
     unchanged: int = 0  # in the sync state with the same values: nothing sent
     left: int = 0  # in the sync state, no longer in the segment
     unconfirmed: int = 0  # sent, but ActiveCampaign had not processed their import in time: sent again next run
+    unsubscribed: int = 0  # leavers this run unsubscribed from the list
+    marked: int = 0  # leavers whose membership field this run cleared
+    held: int = 0  # leaver actions the guardrail held (or, in a dry run, would hold)
+    not_resubscribed: int = 0  # back in the segment, but this export unsubscribed them: they stay unsubscribed
     chunks_total: int = 0
     chunks_succeeded: int = 0
     chunks_failed: int = 0
@@ -290,7 +317,8 @@ class Totals:
         return {"rows": self.rows, "contacts": self.contacts, "sent": self.sent, "rejected": self.rejected,
                 "rejectedByReason": dict(sorted(self.rejected_by_reason.items())), "duplicates": self.duplicates,
                 "added": self.added, "updated": self.updated, "unchanged": self.unchanged, "left": self.left,
-                "unconfirmed": self.unconfirmed,
+                "unconfirmed": self.unconfirmed, "unsubscribed": self.unsubscribed, "marked": self.marked,
+                "held": self.held, "notResubscribed": self.not_resubscribed,
                 "chunks": {"total": self.chunks_total, "succeeded": self.chunks_succeeded, "failed": self.chunks_failed}}
 
     @classmethod
@@ -300,6 +328,8 @@ class Totals:
                    rejected_by_reason=dict(doc.get("rejectedByReason", {})), duplicates=doc["duplicates"],
                    added=doc.get("added", 0), updated=doc.get("updated", 0), unchanged=doc.get("unchanged", 0),
                    left=doc.get("left", 0), unconfirmed=doc.get("unconfirmed", 0),
+                   unsubscribed=doc.get("unsubscribed", 0), marked=doc.get("marked", 0), held=doc.get("held", 0),
+                   not_resubscribed=doc.get("notResubscribed", 0),
                    chunks_total=chunks.get("total", 0), chunks_succeeded=chunks.get("succeeded", 0),
                    chunks_failed=chunks.get("failed", 0))
 
@@ -334,6 +364,8 @@ class Run:
     buckets: int
     mode: RunMode = RunMode.INCREMENTAL
     exclude_automations: bool = False
+    leavers: Leavers = Leavers.KEEP
+    max_leavers_percent: float = 10.0
     dry_run: bool = False  # works out what would be sent, writes the preview, sends nothing, keeps the state
     state_id: str = ""  # which sync state of the export the run compares with (exports/store/sync_state.py)
     segments_enqueued: bool = False
@@ -425,6 +457,8 @@ class Chunk(Piece):
     compared: bool = False  # the figures above are recorded
     pending: tuple[PendingImport, ...] = ()  # imports sent whose outcome is not known yet
     committing: bool = False  # every outcome is known: the sync state's shards are being written
+    not_resubscribed: int = 0
+    leaving: bool = False  # a piece of the leaver pass: its contacts are the bucket's leavers
     claim: str | None = None
 
     @property
@@ -439,6 +473,7 @@ class RunView:
     run: Run
     segments: tuple[Segment, ...]
     chunks: tuple[Chunk, ...]
+    leaves: tuple[Chunk, ...] = ()  # the leaver pass's pieces, once it started
 
     @property
     def final(self) -> bool:
@@ -462,11 +497,18 @@ class RunView:
             updated=sum(c.updated for c in self.chunks),
             unchanged=sum(c.unchanged for c in self.chunks),
             left=sum(c.left for c in self.chunks),
-            unconfirmed=sum(c.unconfirmed for c in self.chunks),
+            unconfirmed=sum(c.unconfirmed for c in self.chunks + self.leaves),
+            unsubscribed=self._leavers_done() if self.run.leavers is Leavers.UNSUBSCRIBE else 0,
+            marked=self._leavers_done() if self.run.leavers is Leavers.FIELD else 0,
+            not_resubscribed=sum(c.not_resubscribed for c in self.chunks),
             chunks_total=len(self.chunks),
             chunks_succeeded=sum(c.state is ChunkStatus.SUCCEEDED for c in self.chunks),
             chunks_failed=sum(c.state is ChunkStatus.FAILED for c in self.chunks),
         )
+
+    def _leavers_done(self) -> int:
+        """Leavers ActiveCampaign took the leaver action for: queued, and not reported failed or left unconfirmed."""
+        return sum(p.sent - p.failed - p.unconfirmed for p in self.leaves)
 
     def errors(self) -> list[str]:
         """The run's own errors, each segment's, each chunk error once (with how many chunks had it),

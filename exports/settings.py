@@ -26,6 +26,11 @@ PRODUCT_SETTINGS: tuple[Setting, ...] = (
     Setting("EXPORT_SCHEDULE", "0 0 3 * * *",
             "NCRONTAB schedule (six fields, in UTC) on which every enabled export without a schedule of its own "
             "runs; the smallest granularity is one minute."),
+    Setting("EXPORT_MAX_LEAVERS_PERCENT", "10",
+            "The guardrail: when more of the contacts an export delivered than this percentage leave its segment in "
+            "one run (or the segment has no rows at all), its leaver actions (unsubscribe, or clear the membership "
+            "field) are held until an admin approves them; adds and updates still go. An export can set its own "
+            "maxLeaversPercent."),
     Setting("EXPORT_CHUNK_SIZE", "5000",
             "Contacts per chunk, the unit of work of one worker execution. 5,000 contacts are 20 bulk requests: "
             "about 12 s at ActiveCampaign's ceiling, so a chunk ends well inside the function timeout even when throttled."),
@@ -78,6 +83,16 @@ def azure_sdk_log_level(environ: Mapping[str, str] | None = None) -> int:
     return logging.getLevelNamesMapping()[name]
 
 
+def _percent(raw: str) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value <= 100:
+        raise SettingError(f"EXPORT_MAX_LEAVERS_PERCENT must be a number from 0 to 100, got {raw!r}")
+    return value
+
+
 def _schedule(expression: str) -> str:
     problem = schedule_problem(expression)
     if problem:
@@ -93,6 +108,7 @@ class Settings:
     secret_cache_seconds: float
     export_schedule: str
     chunk_size: int
+    max_leavers_percent: float
     retention_days: int
     request_timeout_seconds: float
     unreachable_seconds: float
@@ -115,6 +131,7 @@ class Settings:
             secret_cache_seconds=positive_float(get, "SECRET_CACHE_SECONDS"),
             export_schedule=_schedule(get("EXPORT_SCHEDULE")),
             chunk_size=positive_int(get, "EXPORT_CHUNK_SIZE"),
+            max_leavers_percent=_percent(get("EXPORT_MAX_LEAVERS_PERCENT")),
             retention_days=positive_int(get, "EXPORT_RETENTION_DAYS"),
             request_timeout_seconds=positive_float(get, "ACTIVECAMPAIGN_REQUEST_TIMEOUT_SECONDS"),
             unreachable_seconds=positive_float(get, "ACTIVECAMPAIGN_UNREACHABLE_SECONDS"),

@@ -15,6 +15,11 @@ param location string = resourceGroup().location
 @description('EXPORT_SCHEDULE: NCRONTAB (six fields, UTC) on which every enabled export without its own schedule runs.')
 param exportSchedule string = '0 0 3 * * *'
 
+@description('EXPORT_MAX_LEAVERS_PERCENT: the guardrail; leaver actions of a run in which more of the delivered contacts than this leave the segment (or the segment has no rows) wait for an admin\'s approval.')
+@minValue(0)
+@maxValue(100)
+param exportMaxLeaversPercent int = 10
+
 @description('EXPORT_CHUNK_SIZE: contacts per chunk, the unit of work of one worker execution.')
 @minValue(250)
 param exportChunkSize int = 5000
@@ -197,6 +202,7 @@ var appSettings = {
   AZURE_CLIENT_ID: identity.outputs.clientId
   KEY_VAULT_URL: keyVault.outputs.uri
   EXPORT_SCHEDULE: exportSchedule
+  EXPORT_MAX_LEAVERS_PERCENT: string(exportMaxLeaversPercent)
   EXPORT_CHUNK_SIZE: string(exportChunkSize)
   EXPORT_RETENTION_DAYS: string(exportRetentionDays)
   SECRET_CACHE_SECONDS: string(secretCacheSeconds)

@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-# A field spec is (types, required): types is a tuple of "string", "boolean", "integer", "null",
+# A field spec is (types, required): types is a tuple of "string", "boolean", "integer", "number", "null",
 # "object", "array" (whose contents the caller checks), or a dict of nested field specs for an object.
 FieldSpec = tuple[Any, bool]
 
@@ -48,6 +48,8 @@ def _is(value: Any, kind: str) -> bool:
         return isinstance(value, int) and not isinstance(value, bool)
     if kind == "null":
         return value is None
+    if kind == "number":
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
     if kind == "object":
         return isinstance(value, dict)
     if kind == "array":
@@ -57,5 +59,5 @@ def _is(value: Any, kind: str) -> bool:
 
 def _describe(types: tuple[str, ...]) -> str:
     words = {"string": "a string", "boolean": "true or false", "integer": "a whole number", "null": "null",
-             "object": "a JSON object", "array": "a JSON array"}
+             "number": "a number", "object": "a JSON object", "array": "a JSON array"}
     return " or ".join(words[kind] for kind in types)

@@ -63,18 +63,26 @@ class ImportOutcome:
 FINAL_IMPORT_STATUSES = ("completed", "failed", "interrupted")
 
 
-def import_payload(contacts: list[dict], list_id: str, exclude_automations: bool = False) -> bytes:
+LIST_ACTIONS = ("subscribe", "unsubscribe", None)  # what an import does to the list; None: leaves it as it is
+
+
+def import_payload(contacts: list[dict], list_id: str, exclude_automations: bool = False,
+                   list_action: str | None = "subscribe") -> bytes:
     # exclude_automations goes in each contact, where ActiveCampaign's reference example puts it
     # (FACTS.md: its placement is not confirmed).
-    extra = {"subscribe": [{"listid": str(list_id)}], **({"exclude_automations": True} if exclude_automations else {})}
+    if list_action not in LIST_ACTIONS:
+        raise ValueError(f"list_action must be one of {LIST_ACTIONS}")
+    extra = {**({list_action: [{"listid": str(list_id)}]} if list_action else {}),
+             **({"exclude_automations": True} if exclude_automations else {})}
     body = {"contacts": [{**contact, **extra} for contact in contacts]}
     return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
 
 
-def contact_cost(contact: dict, list_id: str, exclude_automations: bool = False) -> int:
+def contact_cost(contact: dict, list_id: str, exclude_automations: bool = False,
+                 list_action: str | None = "subscribe") -> int:
     """Bytes one contact adds to an import body, so batches can be cut under MAX_IMPORT_BYTES exactly."""
-    return (len(import_payload([contact], list_id, exclude_automations))
-            - len(import_payload([], list_id, exclude_automations)) + 1)  # +1 for the comma
+    return (len(import_payload([contact], list_id, exclude_automations, list_action))
+            - len(import_payload([], list_id, exclude_automations, list_action)) + 1)  # +1 for the comma
 
 
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")
@@ -205,8 +213,9 @@ class ActiveCampaignClient:
                  for f in fields if isinstance(f, dict) and f.get("id") is not None]
         return specs, _int((data.get("meta") or {}).get("total"), default=len(specs))  # a string in v3
 
-    def bulk_import(self, contacts: list[dict], list_id: str, exclude_automations: bool = False) -> ImportAccepted:
-        body = import_payload(contacts, list_id, exclude_automations)
+    def bulk_import(self, contacts: list[dict], list_id: str, exclude_automations: bool = False,
+                    list_action: str | None = "subscribe") -> ImportAccepted:
+        body = import_payload(contacts, list_id, exclude_automations, list_action)
         if not 1 <= len(contacts) <= MAX_CONTACTS_PER_IMPORT or len(body) > MAX_IMPORT_BYTES:
             raise ValueError(f"an import takes 1-{MAX_CONTACTS_PER_IMPORT} contacts and at most {MAX_IMPORT_BYTES} bytes")
         data = self._call("POST", "/api/3/import/bulk_import", body=body,

@@ -76,6 +76,22 @@ def cancel_run(req: func.HttpRequest) -> func.HttpResponse:
     return dispatch(req, {"POST": post})
 
 
+@bp.function_name("approve_run")
+@bp.route(route="runs/{runId}/approve", methods=ALL_METHODS)
+@api
+def approve_run(req: func.HttpRequest) -> func.HttpResponse:
+    """202: the held leaver actions are queued; the run finishes once they are sent."""
+
+    def post():
+        ctx = get_context()
+        run_id = req.route_params["runId"]
+        document = service.approve_run(ctx, caller_of(ctx, req), run_id)
+        url = status_url(req, run_id)
+        return json_response({**document, "statusUrl": url}, status=202, headers={"Location": url})
+
+    return dispatch(req, {"POST": post})
+
+
 @bp.function_name("run_rejects")
 @bp.route(route="runs/{runId}/rejects", methods=ALL_METHODS)
 @api

@@ -22,7 +22,8 @@ class Item(NamedTuple):
     contact: dict
 
 
-def batches(items: Sequence[Item], start: int, list_id: str, exclude_automations: bool = False) -> Iterator[list[Item]]:
+def batches(items: Sequence[Item], start: int, list_id: str, exclude_automations: bool = False,
+            list_action: str | None = "subscribe") -> Iterator[list[Item]]:
     """Batches of at most 250 contacts and 400,000 bytes, from items[start:].
 
     The last batch is topped up from the one before to MIN_CONTACTS_PER_IMPORT contacts when it
@@ -31,10 +32,10 @@ def batches(items: Sequence[Item], start: int, list_id: str, exclude_automations
     one-contact batch could wait seconds for it. Only the last two batches change, and only as a
     function of the contacts from `start` on.
     """
-    overhead = len(import_payload([], list_id, exclude_automations))
+    overhead = len(import_payload([], list_id, exclude_automations, list_action))
     previous, batch, size = None, [], overhead
     for item in items[start:]:
-        cost = contact_cost(item.contact, list_id, exclude_automations)
+        cost = contact_cost(item.contact, list_id, exclude_automations, list_action)
         if batch and (len(batch) == MAX_CONTACTS_PER_IMPORT or size + cost > MAX_IMPORT_BYTES):
             if previous:
                 yield previous

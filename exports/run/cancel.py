@@ -11,7 +11,7 @@ import logging
 from typing import TYPE_CHECKING
 
 from exports.errors import Conflict, RunFinished
-from exports.model import ChunkStatus, RunView
+from exports.model import ChunkStatus, RunStatus, RunView
 from exports.run import finish
 
 if TYPE_CHECKING:
@@ -25,6 +25,8 @@ def cancel_run(ctx: AppContext, run_id: str, actor: str, reason: str) -> RunView
     """The run after the request; raises RunNotFound, or RunFinished for a final run."""
     for _ in range(10):
         run = ctx.runs.get_run(run_id)
+        if run.status is RunStatus.NEEDS_APPROVAL:
+            return discard_held(ctx, run_id, actor, reason)
         if run.final:
             raise RunFinished(run_id, run.status.value)
         if run.cancellation:
@@ -40,4 +42,21 @@ def cancel_run(ctx: AppContext, run_id: str, actor: str, reason: str) -> RunView
             # Conditional: a worker that claimed it just now stops before its next batch instead.
             ctx.runs.fail_chunk(run_id, chunk.index, CANCELLED_BEFORE_SENDING, etag=chunk.etag)
     finish.finish_when_sent(ctx, run_id)
+    return ctx.runs.view(run_id)
+
+
+def discard_held(ctx: AppContext, run_id: str, actor: str, reason: str) -> RunView:
+    """A held run's leaver actions are discarded: nothing is sent for its leavers and it finishes cancelled.
+
+    The sync state keeps them as the export's, so the next run works them out again (and holds
+    them again if the drop is still there)."""
+    for _ in range(10):
+        run = ctx.runs.get_run(run_id)
+        if run.status is not RunStatus.NEEDS_APPROVAL:
+            break
+        if run.cancellation or ctx.runs.request_cancel(run, actor, reason):
+            finish.finish(ctx, ctx.runs.view(run_id), force_status=RunStatus.CANCELLED)
+            log.info("held leaver actions discarded: run=%s export=%s by=%s reason=%s", run_id, run.export_id, actor,
+                     reason)
+            break
     return ctx.runs.view(run_id)

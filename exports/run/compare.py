@@ -22,7 +22,15 @@ class Action(StrEnum):
     ADD = "add"  # not in the state: sent
     UPDATE = "update"  # in the state with other values (or any values, in a full run): sent
     UNCHANGED = "unchanged"  # in the state with the same values: not sent
-    LEAVE = "leave"  # in the state, not in the segment: nothing is sent in this version
+    LEAVE = "leave"  # in the state, not in the segment: what is sent is the export's leavers setting
+    NOT_RESUBSCRIBED = "not_resubscribed"  # back in the segment, but this export unsubscribed them: not sent
+
+
+# The state's entry for a contact this export unsubscribed from the list (not a digest: those are hex).
+# It stays while the contact is out of the segment and when they come back: nothing the app sends
+# re-subscribes them (a bulk import cannot, and the app never calls contactLists), so they are
+# counted as not re-subscribed instead of being sent.
+UNSUBSCRIBED = "~unsubscribed"
 
 
 @dataclass
@@ -40,7 +48,8 @@ class Comparison:
     leavers: tuple[str, ...]
 
     def to_send(self, items: list[Item]) -> list[Item]:
-        return [item for item, action in zip(items, self.actions, strict=True) if action is not Action.UNCHANGED]
+        return [item for item, action in zip(items, self.actions, strict=True)
+                if action in (Action.ADD, Action.UPDATE)]
 
     def count(self, action: Action) -> int:
         return len(self.leavers) if action is Action.LEAVE else self.actions.count(action)
@@ -67,28 +76,33 @@ def compare(bucket: Bucket, shards: Iterable[int], read_shard: Callable[[int], M
             previous = old.get(email)
             if previous is None:
                 actions[index] = Action.ADD
+            elif previous == UNSUBSCRIBED:
+                actions[index] = Action.NOT_RESUBSCRIBED
             elif full or previous != digest(bucket.items[index].contact, key):
                 actions[index] = Action.UPDATE
             else:
                 actions[index] = Action.UNCHANGED
-        leavers += sorted(email for email in old if email not in positions and email not in bucket.present)
+        leavers += sorted(email for email, entry in old.items()
+                          if entry != UNSUBSCRIBED and email not in positions and email not in bucket.present)
     if None in actions:
         raise ValueError("a contact of the bucket is in none of its shards")
     return Comparison(tuple(actions), tuple(leavers))
 
 
 def next_state(old: Mapping[str, str], items: Iterable[Item], present: Collection[str], key: bytes,
-               undelivered: Collection[str]) -> dict[str, str]:
-    """One shard's state after the run: what ActiveCampaign took, and nothing else.
+               undelivered: Collection[str], leavers_stay: bool = False) -> dict[str, str]:
+    """One shard's state after the run's sending: what ActiveCampaign took, and nothing else.
 
     A contact delivered now is recorded with the digest of what was sent. One that was not (refused,
     reported failed, outcome unknown) keeps its old entry, if any, so the next run sends it again.
-    A row rejected for another value keeps its entry too. Leavers are dropped.
+    A row rejected for another value keeps its entry too, and so does a contact this export
+    unsubscribed. Leavers are dropped, unless `leavers_stay`: then the leaver pass acts on them and
+    records what it did (leaver_state), and until it has, they are still the export's.
     """
     state = {}
     for item in items:
         email = item.contact["email"]
-        if email in undelivered:
+        if old.get(email) == UNSUBSCRIBED or email in undelivered:
             if email in old:
                 state[email] = old[email]
         else:
@@ -96,4 +110,20 @@ def next_state(old: Mapping[str, str], items: Iterable[Item], present: Collectio
     for email in present:
         if email in old and email not in state:
             state[email] = old[email]
+    for email, entry in old.items():
+        if email not in state and (leavers_stay or entry == UNSUBSCRIBED):
+            state[email] = entry
+    return state
+
+
+def leaver_state(old: Mapping[str, str], done: Collection[str], unsubscribed: bool) -> dict[str, str]:
+    """One shard's state after the leaver pass: each leaver it acted on is marked unsubscribed, or (its
+    membership field cleared) no longer the export's; the others stay, for the next run to try again."""
+    state = dict(old)
+    for email in done:
+        if email in state:
+            if unsubscribed:
+                state[email] = UNSUBSCRIBED
+            else:
+                del state[email]
     return state

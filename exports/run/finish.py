@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from azure.core.exceptions import AzureError
 
-from exports.model import Phase, Run, RunStatus, RunView, SegmentStatus, Totals
+from exports.model import ChunkStatus, Phase, Run, RunStatus, RunView, SegmentStatus, Totals
+from exports.run import leavers
 from exports.run.files import (
     PREVIEW_HEADER,
     REJECTS_HEADER,
@@ -33,13 +35,19 @@ log = logging.getLogger(__name__)
 
 
 def finish_when_sent(ctx: AppContext, view: RunView | str) -> None:
-    """Finish the run if it is sending and every chunk is final (pass a view already read, or the run id)."""
+    """Move the run on when every piece of its phase is final (pass a view already read, or the run id): after
+    the chunks, the leaver pass (or the guardrail's hold), else the end; after the leaver pass, the end."""
     if isinstance(view, str):
         view = ctx.runs.view(view)
-    if view.final or view.run.phase is not Phase.SENDING:
+    if view.final:
         return
-    if all(chunk.state.final for chunk in view.chunks):
-        finish(ctx, view)
+    if view.run.phase is Phase.SENDING and all(chunk.state.final for chunk in view.chunks):
+        if not leavers.after_sending(ctx, view):
+            finish(ctx, view)
+    elif view.run.phase is Phase.LEAVING:
+        leavers.queue_leaver_pass(ctx, view)  # what a crashed queuer left, once the run row said "leaving"
+        if all(piece.state.final for piece in ctx.runs.view(view.run.id).leaves):
+            finish(ctx, ctx.runs.view(view.run.id))
 
 
 def decide(view: RunView, totals: Totals) -> tuple[RunStatus, list[str]]:
@@ -54,15 +62,25 @@ def decide(view: RunView, totals: Totals) -> tuple[RunStatus, list[str]]:
         return RunStatus.FAILED, []
     if totals.rejected or totals.chunks_failed or totals.unconfirmed:
         return RunStatus.COMPLETED_WITH_ERRORS, []
+    failed_leavers = sum(p.failed for p in view.leaves)
+    if failed_leavers or any(p.state is ChunkStatus.FAILED for p in view.leaves):
+        return RunStatus.COMPLETED_WITH_ERRORS, [
+            f"the leaver actions did not all go ({failed_leavers} reported failed by ActiveCampaign, "
+            f"{sum(p.state is ChunkStatus.FAILED for p in view.leaves)} pieces failed): those contacts are still the "
+            "export's and the next run acts on them again"]
     return RunStatus.SUCCEEDED, []
 
 
-def finish(ctx: AppContext, view: RunView, extra_errors: Sequence[str] = (), force_status: RunStatus | None = None) -> None:
+def finish(ctx: AppContext, view: RunView, extra_errors: Sequence[str] = (), force_status: RunStatus | None = None,
+           held: int = 0) -> None:
+    """Record the run's status once. `held`: the leaver actions the guardrail holds (status needs_approval)."""
     run = view.run
-    totals = view.totals()
+    would_hold = _would_hold(view)
+    totals = replace(view.totals(), held=held or (view.totals().left if would_hold else 0))
     status, explained = decide(view, totals)
     status = force_status or status
-    errors = [*extra_errors, *explained, *view.errors()]
+    errors = [*extra_errors, *([f"a real run would hold its leaver actions: {would_hold}"] if would_hold else []),
+              *explained, *view.errors()]
     rejects_blob = _assemble(ctx, rejects_prefix(run.id), rejects_report_name(run.id), REJECTS_HEADER) \
         if totals.rejected else None
     preview_blob = _assemble(ctx, preview_prefix(run.id), preview_report_name(run.id), PREVIEW_HEADER) \
@@ -73,9 +91,16 @@ def finish(ctx: AppContext, view: RunView, extra_errors: Sequence[str] = (), for
     ctx.history.record_status(run, status, finished_at)
     ctx.lock.release(run.export_id, run.id)
     log.info("export run finished: run=%s export=%s status=%s", run.id, run.export_id, status.value)
+    if status is RunStatus.NEEDS_APPROVAL:
+        return  # the parts are what an approved leaver pass reads; approve or cancel deletes them
     _delete_working_files(ctx, run.id)
     if not run.dry_run and totals.chunks_succeeded:
         _delete_former_states(ctx, run)
+
+
+def _would_hold(view: RunView) -> str | None:
+    """A dry run shows whether the guardrail would hold its leaver actions: why, if so."""
+    return leavers.hold_reason(view, view.totals()) if view.run.dry_run else None
 
 
 def _delete_working_files(ctx: AppContext, run_id: str) -> None:

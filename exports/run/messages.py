@@ -33,14 +33,15 @@ class SegmentMessage:
 class ChunkMessage:
     runId: str
     chunk: int
+    leaving: bool = False  # the chunk's piece of the leaver pass
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self))
+        return json.dumps(asdict(self) if self.leaving else {"runId": self.runId, "chunk": self.chunk})
 
     @classmethod
     def parse(cls, body: bytes | str) -> ChunkMessage:
         message = _parse(body, "chunk")
-        return cls(message["runId"], message["chunk"])
+        return cls(message["runId"], message["chunk"], message.get("leaving") is True)
 
 
 def _parse(body: bytes | str, index_field: str) -> dict:

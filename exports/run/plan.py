@@ -58,7 +58,7 @@ def plan_chunks(ctx: AppContext, view: RunView) -> None:
 def enqueue(ctx: AppContext, chunks: Iterable[Chunk]) -> None:
     queue = ctx.storage.queue(CHUNKS_QUEUE)
     for chunk in chunks:
-        queue.send_message(ChunkMessage(chunk.run_id, chunk.index).to_json())
+        queue.send_message(ChunkMessage(chunk.run_id, chunk.index, chunk.leaving).to_json())
         # Marks the message as sent, so a redelivered split does not queue it again; a worker that
         # already claimed the chunk has changed the ETag, and its state wins.
         ctx.runs.mark_chunk_queued(chunk)

@@ -24,7 +24,7 @@ def record_segment_error(ctx: AppContext, message: SegmentMessage, error: Except
 
 
 def record_chunk_error(ctx: AppContext, message: ChunkMessage, error: Exception) -> None:
-    _record(lambda text: ctx.runs.record_chunk_error(message.runId, message.chunk, text),
+    _record(lambda text: ctx.runs.record_chunk_error(message.runId, message.chunk, text, message.leaving),
             str(error), message.runId)
 
 
@@ -51,12 +51,12 @@ def give_up_segment(ctx: AppContext, message: SegmentMessage) -> None:
 
 def give_up_chunk(ctx: AppContext, message: ChunkMessage) -> None:
     try:
-        chunk = ctx.runs.get_chunk(message.runId, message.chunk)
+        chunk = ctx.runs.get_chunk(message.runId, message.chunk, message.leaving)
     except (RunNotFound, PieceNotFound):
         log.error("poison message for run %s chunk %d: the run has no such piece", message.runId, message.chunk)
         return
     if not chunk.state.final:
         reason = chunk.last_error or "no error was recorded"
-        ctx.runs.fail_chunk(message.runId, message.chunk,
-                            f"could not be sent after repeated tries: {reason}")
+        ctx.runs.fail_chunk(message.runId, message.chunk, f"could not be sent after repeated tries: {reason}",
+                            leaving=message.leaving)
     finish.finish_when_sent(ctx, message.runId)

@@ -29,12 +29,12 @@ from azure.core.exceptions import ResourceNotFoundError
 from exports.activecampaign.budget import AccountBudget
 from exports.activecampaign.client import ActiveCampaignClient, ImportAccepted
 from exports.errors import Fatal, ImportRejected, KeyRejected, RunNotFound, Transient
-from exports.model import Chunk, Run, RunMode
+from exports.model import Chunk, Leavers, Run, RunMode
 from exports.run import finish
 from exports.run.account import check_list
 from exports.run.batching import Item, batches
 from exports.run.buckets import shards_of
-from exports.run.compare import Action, Bucket, by_shard, compare, next_state
+from exports.run.compare import Action, Bucket, by_shard, compare, leaver_state, next_state
 from exports.run.files import (
     PREVIEW_HEADER,
     PREVIEW_JSON_COLUMNS,
@@ -68,10 +68,10 @@ def send_chunk(ctx: AppContext, message: ChunkMessage) -> None:
     except RunNotFound:
         log.warning("chunk message for unknown run %s ignored", message.runId)
         return
-    chunk = ctx.runs.get_chunk(run.id, message.chunk)
+    chunk = ctx.runs.get_chunk(run.id, message.chunk, message.leaving)
     if not (chunk.state.final or run.final):
         try:
-            _send(ctx, run, chunk)
+            (_leave if chunk.leaving else _send)(ctx, run, chunk)
         except Superseded:
             log.info("chunk %s of run %s was taken over by another delivery", chunk.index, run.id)
             return
@@ -89,9 +89,9 @@ def stop_reason(ctx: AppContext, run: Run) -> str | None:
     return None
 
 
-def fail_chunk(ctx: AppContext, run_id: str, index: int, reason: str) -> None:
-    ctx.runs.fail_chunk(run_id, index, reason)  # the status document says which chunks, and how many, had it
-    log.warning("chunk failed: run=%s chunk=%d %s", run_id, index, reason)
+def fail_chunk(ctx: AppContext, run_id: str, index: int, reason: str, leaving: bool = False) -> None:
+    ctx.runs.fail_chunk(run_id, index, reason, leaving=leaving)  # the status document says which chunks had it
+    log.warning("%s failed: run=%s chunk=%d %s", "leaver piece" if leaving else "chunk", run_id, index, reason)
 
 
 def _send(ctx: AppContext, run: Run, chunk: Chunk) -> None:
@@ -110,7 +110,8 @@ def _send(ctx: AppContext, run: Run, chunk: Chunk) -> None:
         return
     comparison = compare(bucket, shards, state.read, state.key, full=run.mode is RunMode.FULL)
     if not before.compared:
-        claim.record_comparison(*(comparison.count(a) for a in (Action.ADD, Action.UPDATE, Action.UNCHANGED, Action.LEAVE)))
+        claim.record_comparison(*(comparison.count(a) for a in (
+            Action.ADD, Action.UPDATE, Action.UNCHANGED, Action.LEAVE, Action.NOT_RESUBSCRIBED)))
     if run.dry_run:
         _write_preview(ctx, run, chunk.index, bucket, comparison)
         claim.succeed()
@@ -129,10 +130,11 @@ def _send(ctx: AppContext, run: Run, chunk: Chunk) -> None:
         fail_chunk(ctx, run.id, chunk.index, str(error))
 
 
-def _send_changes(ctx: AppContext, run: Run, claim: ChunkClaim, to_send: list[Item]) -> str | None:
+def _send_changes(ctx: AppContext, run: Run, claim: ChunkClaim, to_send: list[Item],
+                  list_action: str | None = "subscribe") -> str | None:
     """Send the contacts from the checkpoint on and read every import's outcome; a warning for the chunk, if
     any. Raises _Stop when the run must stop."""
-    before, index = claim.before, claim.index
+    before, index = claim.before, _files_index(claim.index, claim.leaving)
     position, sent, rejected = before.position, before.sent, before.rejected
     client = ctx.accounts.client(run.hostname, run.api_key_secret_name)
     budget = ctx.accounts.budget(run.hostname)
@@ -147,9 +149,9 @@ def _send_changes(ctx: AppContext, run: Run, claim: ChunkClaim, to_send: list[It
                          tuple(outcomes.pending))
 
     warnings = []
-    for batch in batches(to_send, position, run.list_id, run.exclude_automations):
+    for batch in batches(to_send, position, run.list_id, run.exclude_automations, list_action):
         try:
-            accepted, refused = _import(ctx, client, budget, batch, run, on_retry)
+            accepted, refused = _import(ctx, client, budget, batch, run, on_retry, list_action)
         except _Stop as stop:
             raise _Stop(f"{stop} ({sent} contacts of this chunk were sent before)") from None
         if refused:
@@ -171,6 +173,61 @@ def _send_changes(ctx: AppContext, run: Run, claim: ChunkClaim, to_send: list[It
         warnings.append(f"{outcomes.counts.unconfirmed} contacts were sent but ActiveCampaign had not processed "
                         "their import in time: they are sent again by the next run")
     return warnings[0] if warnings else None
+
+
+# The leaver pass's files (rejects, undelivered contacts) are named by chunk index like the chunks'
+# own; its pieces' indexes are shifted past every chunk's so the two never share a name.
+_LEAVER_FILES_OFFSET = 100_000
+
+
+def _files_index(index: int, leaving: bool) -> int:
+    return index + _LEAVER_FILES_OFFSET if leaving else index
+
+
+def _leave(ctx: AppContext, run: Run, piece: Chunk) -> None:
+    """One bucket's leavers: unsubscribed from the list, or their membership field cleared; then recorded.
+
+    As a chunk does, it sends from its checkpoint and writes the state only once every import's
+    outcome is known. The leavers are worked out from the state, which nothing else changes while
+    the pass runs (the export's lock); a delivery that finds the commit begun recomputes them from
+    the state it left, and re-applying the commit to what is done already changes nothing.
+    """
+    reason = stop_reason(ctx, run)
+    if reason:
+        fail_chunk(ctx, run.id, piece.index, reason, leaving=True)
+        return
+    bucket = _load_bucket(ctx, run, piece.bucket)
+    shards = shards_of(piece.bucket, run.buckets)
+    state = _StateOfRun(ctx, run, shards)
+    leavers = compare(bucket, shards, state.read, state.key, full=False).leavers
+    claim = ctx.runs.claim_chunk(run.id, piece.index, uuid.uuid4().hex, len(leavers), 0, leaving=True)
+    unsubscribe = run.leavers is Leavers.UNSUBSCRIBE
+    try:
+        if not claim.before.committing:
+            items = [Item(LEAVER_BLOB, 0, _leaver_contact(run, email)) for email in leavers]
+            warning = _send_changes(ctx, run, claim, items, "unsubscribe" if unsubscribe else None)
+            claim.start_commit(warning)
+        undelivered = read_undelivered(ctx, run.id, _files_index(piece.index, True))
+        done = by_shard(email for email in leavers if email not in undelivered)
+        state.write({shard: leaver_state(state.read(shard), emails, unsubscribe) for shard, emails in done.items()})
+        claim.succeed(claim.before.error)
+    except _Stop as stop:
+        fail_chunk(ctx, run.id, piece.index, str(stop), leaving=True)
+    except KeyRejected as error:
+        ctx.accounts.key_rejected(run.api_key_secret_name)
+        fail_chunk(ctx, run.id, piece.index, str(error), leaving=True)
+    except (Fatal, SecretNotFound) as error:
+        fail_chunk(ctx, run.id, piece.index, str(error), leaving=True)
+
+
+LEAVER_BLOB = "(left the segment)"  # where a leaver "comes from" in the rejects report: no blob has them any more
+
+
+def _leaver_contact(run: Run, email: str) -> dict:
+    if run.leavers is Leavers.UNSUBSCRIBE:
+        return {"email": email}
+    # An empty value clears the field; no list is named, so the contact's subscription is left as it is.
+    return {"email": email, "fields": [{"id": int(run.mapping.membership.id), "value": ""}]}
 
 
 class _StateOfRun:
@@ -219,7 +276,8 @@ def _commit(ctx: AppContext, run: Run, index: int, bucket: Bucket, shards: range
     changed = {}
     for shard in shards:
         old = state.read(shard)
-        new = next_state(old, items.get(shard, ()), present.get(shard, ()), state.key, undelivered)
+        new = next_state(old, items.get(shard, ()), present.get(shard, ()), state.key, undelivered,
+                         leavers_stay=run.leavers is not Leavers.KEEP)
         if new != old:
             changed[shard] = new
     state.write(changed)
@@ -231,8 +289,9 @@ def _write_preview(ctx: AppContext, run: Run, index: int, bucket: Bucket, compar
     for item, action in zip(bucket.items, comparison.actions, strict=True):
         if action is not Action.UNCHANGED:
             writer.write(csv_line((item.contact["email"], action.value, *_preview_values(item.contact))))
+    leaver_action = {Leavers.KEEP: Action.LEAVE.value, Leavers.UNSUBSCRIBE: "unsubscribe", Leavers.FIELD: "unmark"}
     for email in comparison.leavers:
-        writer.write(csv_line((email, Action.LEAVE.value, *("" for _ in PREVIEW_HEADER[2:]))))
+        writer.write(csv_line((email, leaver_action[run.leavers], *("" for _ in PREVIEW_HEADER[2:]))))
     writer.close()
 
 
@@ -256,7 +315,7 @@ def _on_retry(run_id: str, index: int, budget: AccountBudget) -> Callable[[Trans
 
 
 def _import(ctx: AppContext, client: ActiveCampaignClient, budget: AccountBudget, batch: list[Item], run: Run,
-            on_retry) -> tuple[ImportAccepted, list[tuple[Item, str]]]:
+            on_retry, list_action: str | None) -> tuple[ImportAccepted, list[tuple[Item, str]]]:
     """Send one batch; contacts ActiveCampaign refuses are taken out and the rest sent again.
 
     Before each send, the stop check (Table reads: run cancelled, export or connection deleted)
@@ -274,7 +333,7 @@ def _import(ctx: AppContext, client: ActiveCampaignClient, budget: AccountBudget
             if reason:
                 raise _Stop(reason)
             budget.wait_until(slot)
-            return client.bulk_import(contacts, run.list_id, run.exclude_automations)
+            return client.bulk_import(contacts, run.list_id, run.exclude_automations, list_action)
 
         try:
             return ctx.backoff.run(call, on_retry=on_retry), refused

@@ -26,10 +26,11 @@ from exports.model import (
     new_id,
 )
 from exports.names import SEGMENTS_QUEUE
-from exports.run import finish
+from exports.run import cancel, finish
 from exports.run.buckets import bucket_count
 from exports.run.messages import SegmentMessage
 from exports.segments.blobs import list_segment_blobs
+from exports.segments.field_values import FieldValueError, member_value
 from exports.store.sync_state import state_id_of
 
 if TYPE_CHECKING:
@@ -55,11 +56,17 @@ def start_run(ctx: AppContext, export: Export, connection: Connection, trigger: 
     run = Run(
         id=run_id, export_id=export.id, connection_id=connection.id, hostname=connection.hostname,
         api_key_secret_name=connection.apiKeySecretName, list_id=export.listId, mapping=mapping,
-        exclude_automations=export.excludeAutomations,
+        exclude_automations=export.excludeAutomations, leavers=export.leavers,
+        max_leavers_percent=(export.maxLeaversPercent if export.maxLeaversPercent is not None
+                             else ctx.settings.max_leavers_percent),
         segment_container=export.segmentContainer, segment_prefix=export.segmentPrefix, trigger=trigger,
         status=RunStatus.QUEUED, phase=Phase.SPLITTING, started_at=ctx.clock(), started_at_ms=started_ms,
         segments_total=len(blobs), buckets=bucket_count(blobs, ctx.settings.chunk_size), mode=mode, dry_run=dry_run,
         state_id=state_id)
+    for entry in ctx.history.recent(export.id, limit=10):  # held leaver actions: this run works out its own
+        if entry.status is RunStatus.NEEDS_APPROVAL:
+            cancel.discard_held(ctx, entry.run_id, "the scheduler" if trigger is Trigger.TIMER else "a new run",
+                                f"superseded by run {run_id}, which works out the leavers afresh")
     ctx.runs.create_run(run, [Segment(run_id=run_id, index=i, status=SegmentStatus.QUEUED.value, blob=blob.name,
                                       blob_etag=blob.etag, size=blob.size) for i, blob in enumerate(blobs)])
     ctx.history.add(run)
@@ -80,7 +87,7 @@ def start_run(ctx: AppContext, export: Export, connection: Connection, trigger: 
 def _fields_now(ctx: AppContext, export: Export, connection: Connection) -> tuple[Mapping, str | None]:
     """The export's mapping with its custom fields as the account describes them now (options included), read
     once for the whole run; or the reason the run cannot send them (a field deleted, the account unreachable)."""
-    if not export.mapping.fields:
+    if not export.mapping.fields and export.mapping.membership is None:
         return export.mapping, None
     try:
         client = ctx.accounts.client(connection.hostname, connection.apiKeySecretName)
@@ -99,7 +106,17 @@ def _fields_now(ctx: AppContext, export: Export, connection: Connection) -> tupl
                         f"{mapping.spec.id if mapping.spec else '?'}, from column {mapping.column!r})")
         else:
             found.append(replace(mapping, spec=spec))
+    membership = export.mapping.membership
+    if membership is not None:
+        membership = specs.get(membership.id)
+        if membership is None:
+            gone.append(f"{export.mapping.membership.title!r} (id {export.mapping.membership.id}, the membership field)")
+        else:
+            try:
+                member_value(membership)
+            except FieldValueError as error:
+                return export.mapping, f"{error}, so nothing was sent: choose another membership field"
     if gone:
         return export.mapping, (f"custom field {', '.join(gone)} no longer exists in ActiveCampaign, so nothing was "
                                 "sent: map another field in the export, or remove it")
-    return replace(export.mapping, fields=tuple(found)), None
+    return replace(export.mapping, fields=tuple(found), membership=membership), None

@@ -161,3 +161,15 @@ def _options(spec: FieldSpec, kind: str, raw: str, separator: str) -> str | None
     if not chosen:
         return None
     return _MULTI_DELIMITER + _MULTI_DELIMITER.join(chosen) + _MULTI_DELIMITER
+
+
+MEMBER_WORD = "yes"  # what an export with leavers "field" writes in its membership field for every member
+
+
+def member_value(spec: FieldSpec) -> str:
+    """The membership field's value for a member: "yes" as the field takes it (a text field's "yes", a one-option
+    checkbox ticked, a dropdown's "Yes"); FieldValueError when the field cannot hold it."""
+    value = format_field_value(spec, MEMBER_WORD)
+    if not value:
+        raise FieldValueError(f"{_field(spec)} cannot hold a membership: use a text field, or a checkbox with one option")
+    return value

@@ -6,7 +6,7 @@ import re
 from email_validator import EmailNotValidError, validate_email
 
 from exports.model import MAX_TAG_LENGTH, TAGS_KEY, Mapping, RejectReason, TagMapping, field_key
-from exports.segments.field_values import FieldValueError, format_field_value
+from exports.segments.field_values import FieldValueError, format_field_value, member_value
 from exports.segments.wording import cut
 
 # Our mapping names -> ActiveCampaign bulk_import field names (snake_case there).
@@ -104,6 +104,8 @@ def to_contact(values: dict[str, str], mapping: Mapping | None = None) -> tuple[
             return None, Rejection(problem, RejectReason.VALUE_INVALID, contact["email"])
         if value is not None:
             fields.append({"id": int(field.spec.id), "value": value})  # an integer, as the reference's schema has it
+    if mapping.membership is not None:
+        fields.append({"id": int(mapping.membership.id), "value": member_value(mapping.membership)})
     if fields:
         contact["fields"] = fields
     return contact, None

@@ -14,10 +14,22 @@ from typing import TYPE_CHECKING
 from exports import access
 from exports.activecampaign.fields import find_field, known_fields_hint
 from exports.errors import Invalid
-from exports.model import MAPPED_FIELDS, MAX_TAG_LENGTH, TAGS_KEY, Export, FieldMapping, Mapping, TagMapping, new_id
+from exports.model import (
+    MAPPED_FIELDS,
+    MAX_TAG_LENGTH,
+    TAGS_KEY,
+    Export,
+    FieldMapping,
+    FieldSpec,
+    Leavers,
+    Mapping,
+    TagMapping,
+    new_id,
+)
 from exports.names import RUNS_CONTAINER, SYNC_STATE_CONTAINER
 from exports.schedule import schedule_problem
 from exports.segments.blobs import first_blob_probe
+from exports.segments.field_values import FieldValueError, member_value
 from exports.segments.readers import missing_columns
 from exports.services import checks
 from exports.services.runs import cancel_active_runs
@@ -44,6 +56,9 @@ FIELDS = {
     "enabled": (("boolean",), False),
     "excludeAutomations": (("boolean",), False),
     "schedule": (("string", "null"), False),
+    "leavers": (("string",), False),
+    "membershipField": (("string", "integer", "null"), False),
+    "maxLeaversPercent": (("number", "null"), False),
 }
 TAG_FIELDS = {"names": (("array",), False), "column": (("string", "null"), False), "separator": (("string",), False)}
 FIELD_MAPPING_FIELDS = {"column": (("string",), True), "field": (("string", "integer"), True),
@@ -229,6 +244,8 @@ def _checked_export(ctx: AppContext, caller: Caller, body: object, current: Expo
     schedule = body.get("schedule")
     if "schedule" not in taken and schedule is not None and (problem := schedule_problem(schedule)):
         static.append({"field": "schedule", "message": problem})
+    static += leaver_problems(body.get("leavers", Leavers.KEEP.value), body.get("membershipField"),
+                              body.get("maxLeaversPercent"))
     problems += [p for p in static if p["field"] not in taken and not _under(p["field"], taken)]
     connection = None
     if "connectionId" not in taken:
@@ -243,13 +260,18 @@ def _checked_export(ctx: AppContext, caller: Caller, body: object, current: Expo
         listId=str(body["listId"]).strip(), segmentContainer=container, segmentPrefix=prefix,
         mapping=Mapping(**{k: mapping[k].strip() for k in MAPPED_FIELDS if k in mapping}, tags=tags, fields=fields),
         enabled=body.get("enabled", True), excludeAutomations=body.get("excludeAutomations", False),
+        leavers=Leavers(body.get("leavers", Leavers.KEEP.value)),
+        membershipField=str(body["membershipField"]).strip() if body.get("membershipField") is not None else None,
+        maxLeaversPercent=body.get("maxLeaversPercent"),
         schedule=" ".join(schedule.split()) if schedule else None, scheduleSetAt=current.scheduleSetAt if current else None,
         createdBy=created_by, createdAt=created_at, updatedBy=caller.name, updatedAt=now)
     # ActiveCampaign and the segment are asked again only when what they answer for changed, so an
     # export can still be disabled while ActiveCampaign is down.
     if current is None or (current.connectionId, current.listId) != (export.connectionId, export.listId):
         checks.check_list(ctx, connection, export.listId)
-    export = replace(export, mapping=replace(export.mapping, fields=_found_fields(ctx, connection, export, current)))
+    account = _AccountFields(ctx, connection)
+    export = replace(export, mapping=replace(export.mapping, fields=_found_fields(account, export, current),
+                                             membership=_found_membership(account, export, current)))
     columns = export.mapping.columns()
     if current is None or probe is not None or (current.segmentContainer, current.segmentPrefix,
                                                 current.mapping.columns()) != (export.segmentContainer,
@@ -262,7 +284,19 @@ def _checked_export(ctx: AppContext, caller: Caller, body: object, current: Expo
     return export
 
 
-def _found_fields(ctx: AppContext, connection, export: Export, current: Export | None) -> tuple[FieldMapping, ...]:
+class _AccountFields:
+    """The account's custom fields, read at most once per save, and only if needed."""
+
+    def __init__(self, ctx: AppContext, connection):
+        self._ctx, self._connection, self._specs = ctx, connection, None
+
+    def __call__(self) -> list[FieldSpec]:
+        if self._specs is None:
+            self._specs = checks.account_fields(self._ctx, self._connection)
+        return self._specs
+
+
+def _found_fields(account: _AccountFields, export: Export, current: Export | None) -> tuple[FieldMapping, ...]:
     """The export's custom field mappings, each with the account's description of its field (type, id, perstag).
 
     The account is asked when the fields or the connection changed; otherwise the descriptions
@@ -275,7 +309,7 @@ def _found_fields(ctx: AppContext, connection, export: Export, current: Export |
         known = {(f.column, f.field, f.separator): f for f in current.mapping.fields}
         if all((f.column, f.field, f.separator) in known for f in wanted):
             return tuple(known[(f.column, f.field, f.separator)] for f in wanted)
-    specs = checks.account_fields(ctx, connection)
+    specs = account()
     problems, found, ids = [], [], {}
     for position, mapping in enumerate(wanted):
         spec = find_field(specs, mapping.field)
@@ -293,6 +327,49 @@ def _found_fields(ctx: AppContext, connection, export: Export, current: Export |
     if problems:
         raise Invalid(problems)
     return tuple(found)
+
+
+def _found_membership(account: _AccountFields, export: Export, current: Export | None) -> FieldSpec | None:
+    """leavers "field": the membership field as the account describes it, checked to be able to hold "yes"."""
+    if export.leavers is not Leavers.FIELD:
+        return None
+    if (current is not None and current.connectionId == export.connectionId
+            and current.membershipField == export.membershipField and current.mapping.membership is not None):
+        return current.mapping.membership
+    specs = account()
+    spec = find_field(specs, export.membershipField)
+    if spec is None:
+        raise Invalid([{"field": "membershipField", "message": f"this ActiveCampaign account has no custom field "
+                                                              f"{export.membershipField!r}: {known_fields_hint(specs)}"}])
+    if any(f.spec and f.spec.id == spec.id for f in export.mapping.fields):
+        raise Invalid([{"field": "membershipField", "message": f"custom field {spec.title!r} is also mapped from a "
+                                                              "column: the membership field must be one of its own"}])
+    try:
+        member_value(spec)
+    except FieldValueError as error:
+        raise Invalid([{"field": "membershipField", "message": f"{error}; it is set to \"yes\" for members and "
+                                                              "cleared for leavers"}]) from None
+    return replace(spec, options=())
+
+
+def leaver_problems(leavers: object, membership: object, max_percent: object) -> list[dict[str, str]]:
+    modes = ", ".join(mode.value for mode in Leavers)
+    problems = []
+    if not isinstance(leavers, str) or leavers not in {mode.value for mode in Leavers}:
+        return [{"field": "leavers", "message": f"must be one of {modes}"}]
+    given = membership is not None and str(membership).strip() != ""
+    if leavers == Leavers.FIELD and not given:
+        problems.append({"field": "membershipField", "message": "is required when leavers is \"field\": the custom "
+                                                               "field (id or personalisation tag) that marks members"})
+    if leavers != Leavers.FIELD and membership is not None:
+        problems.append({"field": "membershipField", "message": "is used only when leavers is \"field\"; leave it out"})
+    if isinstance(membership, int) and not isinstance(membership, bool) and membership < 1:
+        problems.append({"field": "membershipField", "message": "must be a field id (1 or more) or a personalisation tag"})
+    if max_percent is not None and isinstance(max_percent, (int, float)) and not isinstance(max_percent, bool) \
+            and not 0 <= max_percent <= 100:
+        problems.append({"field": "maxLeaversPercent", "message": "must be between 0 and 100 (percent of the contacts "
+                                                                 "the export delivered), or null for the app's default"})
+    return problems
 
 
 def column_problems(ctx: AppContext, export: Export, probe: SegmentProbe | None = None) -> list[dict[str, str]]:

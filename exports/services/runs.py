@@ -24,8 +24,8 @@ from exports.errors import (
     RunInProgress,
     RunNotFound,
 )
-from exports.model import Connection, Export, RunMode, RunView, Trigger
-from exports.run import cancel, start
+from exports.model import Connection, Export, RunMode, RunStatus, RunView, Trigger
+from exports.run import cancel, leavers, start
 from exports.run.files import preview_report_name, rejects_report_name
 from exports.schedule import latest_occurrence
 from shared.auth import Caller
@@ -43,7 +43,7 @@ def status_document(view: RunView) -> dict:
     run = view.run
     doc = {
         "runId": run.id, "exportId": run.export_id, "trigger": run.trigger.value, "mode": run.mode.value,
-        "dryRun": run.dry_run, "status": run.status.value,
+        "dryRun": run.dry_run, "leavers": run.leavers.value, "status": run.status.value,
         **view.totals().to_document(),
         "startedAt": run.started_at, "finishedAt": run.finished_at, "errors": view.errors(),
         "rejectsBlob": run.rejects_blob, "previewBlob": run.preview_blob,
@@ -202,11 +202,18 @@ def cancel_run(ctx: AppContext, caller: Caller, run_id: str) -> dict:
     return status_document(cancel.cancel_run(ctx, run_id, caller.name, reason=f"cancelled by {caller.name}"))
 
 
+def approve_run(ctx: AppContext, caller: Caller, run_id: str) -> dict:
+    """Send the leaver actions the guardrail held (admins only): the run's status document, running again."""
+    access.run_for(ctx, caller, run_id)
+    access.require_admin(ctx, caller, "approve held leaver actions (they unsubscribe or unmark contacts)")
+    return status_document(leavers.approve(ctx, run_id, caller.name))
+
+
 def cancel_active_runs(ctx: AppContext, export_id: str, actor: str, reason: str) -> list[str]:
     """Cancel the export's queued and running runs (its export or connection is being removed); their ids."""
     cancelled = []
     for entry in ctx.history.recent(export_id, limit=10):
-        if entry.status.final:
+        if entry.status.final and entry.status is not RunStatus.NEEDS_APPROVAL:  # held leaver actions are discarded
             continue
         try:
             cancel.cancel_run(ctx, entry.run_id, actor, reason=reason)

@@ -13,7 +13,7 @@ from azure.core.exceptions import ResourceNotFoundError
 from azure.data.tables import TableServiceClient, UpdateMode
 
 from exports.errors import ConnectionNotFound, ExportNotFound, NotFound
-from exports.model import MAPPED_FIELDS, Connection, Export, FieldMapping, Mapping, TagMapping
+from exports.model import MAPPED_FIELDS, Connection, Export, FieldMapping, FieldSpec, Leavers, Mapping, TagMapping
 from exports.names import CONNECTIONS_TABLE, EXPORTS_TABLE
 
 _PARTITION = "config"
@@ -100,13 +100,19 @@ def _flatten_export(export: Export) -> dict:
         fields["mapping_tags"] = json.dumps(mapping.tags.to_document())
     if mapping.fields:
         fields["mapping_fields"] = json.dumps([f.to_document() for f in mapping.fields])
+    if mapping.membership is not None:
+        fields["mapping_membership"] = json.dumps(mapping.membership.to_document())
+    fields["leavers"] = export.leavers.value
     return fields
 
 
 def _unflatten_export(entity) -> Export:
     fields = _fields(entity)
     tags, custom = fields.pop("mapping_tags", None), fields.pop("mapping_fields", None)
+    membership = fields.pop("mapping_membership", None)
     mapping = Mapping(**{name: fields.pop(f"mapping_{name}", None) for name in MAPPED_FIELDS},
                       tags=TagMapping.from_document(json.loads(tags)) if tags else None,
-                      fields=tuple(FieldMapping.from_document(f) for f in json.loads(custom or "[]")))
+                      fields=tuple(FieldMapping.from_document(f) for f in json.loads(custom or "[]")),
+                      membership=FieldSpec.from_document(json.loads(membership)) if membership else None)
+    fields["leavers"] = Leavers(fields.get("leavers", Leavers.KEEP.value))
     return Export(mapping=mapping, **fields)

@@ -24,6 +24,7 @@ from exports.model import (
     Cancellation,
     Chunk,
     ChunkStatus,
+    Leavers,
     Mapping,
     PendingImport,
     Phase,
@@ -39,7 +40,7 @@ from exports.model import (
 from exports.names import RUNS_TABLE
 
 RUN_ROW = "run"
-_SEGMENT_PREFIX, _CHUNK_PREFIX = "seg-", "chunk-"
+_SEGMENT_PREFIX, _CHUNK_PREFIX, _LEAVE_PREFIX = "seg-", "chunk-", "leave-"
 _TRANSACTION_ROWS = 100  # an entity-group transaction takes at most 100 rows of one partition
 
 
@@ -47,8 +48,9 @@ def segment_row(index: int) -> str:
     return f"{_SEGMENT_PREFIX}{index:05d}"
 
 
-def chunk_row(index: int) -> str:
-    return f"{_CHUNK_PREFIX}{index:05d}"
+def chunk_row(index: int, leaving: bool = False) -> str:
+    """A chunk's row; with `leaving`, the row of its bucket's piece of the leaver pass."""
+    return f"{_LEAVE_PREFIX if leaving else _CHUNK_PREFIX}{index:05d}"
 
 
 class Superseded(Exception):
@@ -78,7 +80,7 @@ class RunStore:
         return _run(self._get(run_id, RUN_ROW, RunNotFound, run_id))
 
     def view(self, run_id: str) -> RunView:
-        run, segments, chunks = None, [], []
+        run, segments, chunks, leaves = None, [], [], []
         for entity in self._query(run_id):
             key = entity["RowKey"]
             if key == RUN_ROW:
@@ -87,15 +89,18 @@ class RunStore:
                 segments.append(_segment(entity))
             elif key.startswith(_CHUNK_PREFIX):
                 chunks.append(_chunk(entity))
+            elif key.startswith(_LEAVE_PREFIX):
+                leaves.append(_chunk(entity))
         if run is None:
             raise RunNotFound(run_id)
-        return RunView(run, tuple(segments), tuple(chunks))
+        return RunView(run, tuple(segments), tuple(chunks), tuple(leaves))
 
     def get_segment(self, run_id: str, index: int) -> Segment:
         return _segment(self._get(run_id, segment_row(index), PieceNotFound, f"{run_id}/{segment_row(index)}"))
 
-    def get_chunk(self, run_id: str, index: int) -> Chunk:
-        return _chunk(self._get(run_id, chunk_row(index), PieceNotFound, f"{run_id}/{chunk_row(index)}"))
+    def get_chunk(self, run_id: str, index: int, leaving: bool = False) -> Chunk:
+        row = chunk_row(index, leaving)
+        return _chunk(self._get(run_id, row, PieceNotFound, f"{run_id}/{row}"))
 
     def segments(self, run_id: str) -> list[Segment]:
         """Every segment row of the run in one query (a worker reads them between two chunks)."""
@@ -164,6 +169,14 @@ class RunStore:
             "totals": json.dumps(totals.to_document())}, run.etag)
         return finished_at if done else None
 
+    def start_leaving(self, run: Run) -> bool:
+        """sending (every chunk done), or needs_approval once approved -> leaving; True for the one instance that
+        gets to queue the leaver pass."""
+        # A held run's recorded figures and finish time no longer hold: emptied (a merge cannot remove them).
+        return self._merge_if_unchanged(run.id, RUN_ROW, {"status": RunStatus.RUNNING.value,
+                                                          "phase": Phase.LEAVING.value, "totals": "",
+                                                          "finishedAt": ""}, run.etag)
+
     def fail_abandoned(self, run_id: str, reason: str) -> None:
         """A start that never queued its segment, replaced by a later run."""
         try:
@@ -189,28 +202,29 @@ class RunStore:
     # --- chunks ------------------------------------------------------------------------------
     def mark_chunk_queued(self, chunk: Chunk) -> bool:
         """pending -> queued, unless a worker claimed the chunk meanwhile (its state wins)."""
-        return self._merge_if_unchanged(chunk.run_id, chunk_row(chunk.index), {"status": ChunkStatus.QUEUED.value},
-                                        chunk.etag)
+        return self._merge_if_unchanged(chunk.run_id, chunk_row(chunk.index, chunk.leaving),
+                                        {"status": ChunkStatus.QUEUED.value}, chunk.etag)
 
-    def fail_chunk(self, run_id: str, index: int, error: str, etag: str | None = None) -> bool:
+    def fail_chunk(self, run_id: str, index: int, error: str, etag: str | None = None, leaving: bool = False) -> bool:
         """Mark the chunk failed; with `etag`, only if nobody changed it since (False otherwise)."""
         fields = {"status": ChunkStatus.FAILED.value, "error": error}
         if etag is None:
-            self._merge(run_id, chunk_row(index), fields)
+            self._merge(run_id, chunk_row(index, leaving), fields)
             return True
-        return self._merge_if_unchanged(run_id, chunk_row(index), fields, etag)
+        return self._merge_if_unchanged(run_id, chunk_row(index, leaving), fields, etag)
 
-    def record_chunk_error(self, run_id: str, index: int, text: str) -> None:
-        self._merge(run_id, chunk_row(index), {"lastError": text})
+    def record_chunk_error(self, run_id: str, index: int, text: str, leaving: bool = False) -> None:
+        self._merge(run_id, chunk_row(index, leaving), {"lastError": text})
 
-    def claim_chunk(self, run_id: str, index: int, claim: str, contacts: int, duplicates: int) -> ChunkClaim:
+    def claim_chunk(self, run_id: str, index: int, claim: str, contacts: int, duplicates: int,
+                    leaving: bool = False) -> ChunkClaim:
         """Mark the chunk as this delivery's; raises Superseded when it is final or keeps being taken."""
         for _ in range(5):
-            chunk = self.get_chunk(run_id, index)
+            chunk = self.get_chunk(run_id, index, leaving)
             if chunk.state.final:
                 raise Superseded()
             try:
-                etag = self._merge(run_id, chunk_row(index), {
+                etag = self._merge(run_id, chunk_row(index, leaving), {
                     "status": ChunkStatus.SENDING.value, "claim": claim, "contacts": contacts, "duplicates": duplicates},
                     etag=chunk.etag)
             except ResourceModifiedError:
@@ -242,11 +256,12 @@ class ChunkClaim:
     def __init__(self, store: RunStore, before: Chunk, claim: str, etag: str):
         self._store, self._claim, self._etag = store, claim, etag
         self.before = before  # the row as it was when claimed: where to resume
-        self.run_id, self.index = before.run_id, before.index
+        self.run_id, self.index, self.leaving = before.run_id, before.index, before.leaving
 
-    def record_comparison(self, added: int, updated: int, unchanged: int, left: int) -> None:
+    def record_comparison(self, added: int, updated: int, unchanged: int, left: int, not_resubscribed: int = 0) -> None:
         """The chunk's comparison with the sync state, once: a later delivery compares with a state it may have changed."""
-        self._write({"added": added, "updated": updated, "unchanged": unchanged, "left": left, "compared": True})
+        self._write({"added": added, "updated": updated, "unchanged": unchanged, "left": left,
+                     "notResubscribed": not_resubscribed, "compared": True})
 
     def checkpoint(self, position: int, sent: int, rejected: int, failed: int = 0, unconfirmed: int = 0,
                    pending: tuple[PendingImport, ...] = ()) -> None:
@@ -262,11 +277,11 @@ class ChunkClaim:
         self._write({"status": ChunkStatus.SUCCEEDED.value, **({"error": warning} if warning else {})})
 
     def _write(self, fields: dict) -> None:
-        row = chunk_row(self.index)
+        row = chunk_row(self.index, self.leaving)
         try:
             self._etag = self._store._merge(self.run_id, row, fields, etag=self._etag)
         except ResourceModifiedError:
-            if self._store.get_chunk(self.run_id, self.index).claim != self._claim:
+            if self._store.get_chunk(self.run_id, self.index, self.leaving).claim != self._claim:
                 raise Superseded() from None
             # Our own row, changed only by another writer's merge of other properties (lastError).
             self._etag = self._store._merge(self.run_id, row, fields)
@@ -278,7 +293,8 @@ def _run_entity(run: Run) -> dict:
         "PartitionKey": run.id, "RowKey": RUN_ROW, "exportId": run.export_id, "connectionId": run.connection_id,
         "hostname": run.hostname, "apiKeySecretName": run.api_key_secret_name, "listId": run.list_id,
         **_long_text("mapping", json.dumps(run.mapping.to_document(options=True))),
-        "excludeAutomations": run.exclude_automations, "segmentContainer": run.segment_container,
+        "excludeAutomations": run.exclude_automations, "leavers": run.leavers.value,
+        "maxLeaversPercent": float(run.max_leavers_percent), "segmentContainer": run.segment_container,
         "segmentPrefix": run.segment_prefix, "trigger": run.trigger.value, "status": run.status.value,
         "phase": run.phase.value, "startedAt": run.started_at, "startedAtMs": float(run.started_at_ms),
         "segmentsTotal": run.segments_total, "buckets": run.buckets, "segmentsEnqueued": run.segments_enqueued,
@@ -295,7 +311,9 @@ def _run(entity) -> Run:
         id=entity["PartitionKey"], export_id=entity["exportId"], connection_id=entity["connectionId"],
         hostname=entity["hostname"], api_key_secret_name=entity["apiKeySecretName"], list_id=entity["listId"],
         mapping=Mapping.from_document(json.loads(_read_long_text(entity, "mapping"))),
-        exclude_automations=bool(entity.get("excludeAutomations")), segment_container=entity["segmentContainer"],
+        exclude_automations=bool(entity.get("excludeAutomations")),
+        leavers=Leavers(entity.get("leavers", Leavers.KEEP.value)),
+        max_leavers_percent=float(entity.get("maxLeaversPercent", 10.0)), segment_container=entity["segmentContainer"],
         segment_prefix=entity["segmentPrefix"], trigger=Trigger(entity["trigger"]), status=RunStatus(entity["status"]),
         phase=Phase(entity["phase"]), started_at=entity["startedAt"], started_at_ms=int(entity["startedAtMs"]),
         segments_total=int(entity["segmentsTotal"]), buckets=int(entity["buckets"]),
@@ -303,7 +321,7 @@ def _run(entity) -> Run:
         # Runs recorded before the sync state existed sent everything.
         mode=RunMode(entity.get("mode", RunMode.FULL.value)), dry_run=bool(entity.get("dryRun")),
         state_id=entity.get("stateId") or "", errors=tuple(json.loads(entity.get("errors") or "[]")),
-        cancellation=cancellation, finished_at=entity.get("finishedAt"),
+        cancellation=cancellation, finished_at=entity.get("finishedAt") or None,
         totals=Totals.from_document(json.loads(entity["totals"])) if entity.get("totals") else None,
         rejects_blob=entity.get("rejectsBlob"), preview_blob=entity.get("previewBlob"), etag=entity.metadata["etag"],
     )
@@ -347,7 +365,7 @@ def _segment(entity) -> Segment:
 
 
 def _chunk_entity(chunk: Chunk) -> dict:
-    return {"PartitionKey": chunk.run_id, "RowKey": chunk_row(chunk.index), "bucket": chunk.bucket,
+    return {"PartitionKey": chunk.run_id, "RowKey": chunk_row(chunk.index, chunk.leaving), "bucket": chunk.bucket,
             "records": chunk.records, "status": chunk.status}
 
 
@@ -360,7 +378,8 @@ def _chunk(entity) -> Chunk:
         sent=int(entity.get("sent", 0)), rejected=int(entity.get("rejected", 0)), failed=int(entity.get("failed", 0)),
         unconfirmed=int(entity.get("unconfirmed", 0)), added=int(entity.get("added", 0)),
         updated=int(entity.get("updated", 0)), unchanged=int(entity.get("unchanged", 0)), left=int(entity.get("left", 0)),
-        compared=bool(entity.get("compared")),
+        compared=bool(entity.get("compared")), not_resubscribed=int(entity.get("notResubscribed", 0)),
+        leaving=entity["RowKey"].startswith(_LEAVE_PREFIX),
         pending=tuple(PendingImport.from_document(p) for p in json.loads(entity.get("pending") or "[]")),
         committing=bool(entity.get("committing")),
         claim=entity.get("claim"),

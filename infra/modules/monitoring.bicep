@@ -18,8 +18,9 @@ param alertEmail string = ''
 
 // The app logs one line per finished run:
 // "export run finished: run=<id> export=<id> status=<status>". The alert counts those with
-// status=failed. The same query works in the portal (Logs of the workspace) to list failed runs.
-var failedRunsQuery = 'AppTraces | where Message has "export run finished:" | extend RunId = extract(@"run=(\\S+)", 1, Message), ExportId = extract(@"export=(\\S+)", 1, Message), Status = extract(@"status=(\\w+)", 1, Message) | where Status == "failed" | project TimeGenerated, RunId, ExportId, Status, Message'
+// status=failed or needs_approval (leaver actions held by the guardrail). The same query works in
+// the portal (Logs of the workspace) to list those runs.
+var failedRunsQuery = 'AppTraces | where Message has "export run finished:" | extend RunId = extract(@"run=(\\S+)", 1, Message), ExportId = extract(@"export=(\\S+)", 1, Message), Status = extract(@"status=(\\w+)", 1, Message) | where Status in ("failed", "needs_approval") | project TimeGenerated, RunId, ExportId, Status, Message'
 
 resource workspace 'Microsoft.OperationalInsights/workspaces@2023-09-01' = {
   name: 'log-${namePrefix}'
@@ -69,8 +70,8 @@ resource failedRunsAlert 'Microsoft.Insights/scheduledQueryRules@2023-12-01' = {
   location: location
   tags: tags
   properties: {
-    displayName: 'Segment export run failed'
-    description: 'An export run finished with status=failed (log line "export run finished: ... status=failed").'
+    displayName: 'Segment export run failed or needs approval'
+    description: 'An export run finished with status=failed, or its leaver actions are held for approval (status=needs_approval), from the log line "export run finished: ... status=...".'
     severity: 2
     enabled: true
     scopes: [

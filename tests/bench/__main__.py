@@ -4,6 +4,7 @@
     single    the same with one worker process, one and two executions at a time (where gaps come from)
     pipeline  1,000,000 profiles through splitter and workers, limits lifted: wall, CPU, peak memory
     refresh   the same profiles exported, 1% changed, exported again: sent per changed, wall, CPU, memory
+    leavers   200,000 profiles exported with leavers unsubscribe, then 5% leave: leaver actions per minute
     baseline  one call per contact against ours, same sample, documented limits
     projection  minutes for 1,000,000 contacts at the documented limits, from the measured utilization
 
@@ -19,7 +20,7 @@ import math
 import sys
 import time
 
-BENCHMARKS = ("ceiling", "single", "pipeline", "refresh", "baseline", "projection")
+BENCHMARKS = ("ceiling", "single", "pipeline", "refresh", "leavers", "baseline", "projection")
 TARGETS = {"ceiling_utilization_min": 0.95, "throttled_max": 0, "pipeline_profiles": 1_000_000,
            "peak_rss_mb_max": 200, "projection_minutes_max": 42, "refresh_sent_per_changed_max": 1.05}
 DOCUMENTED_BULK_PER_MINUTE = 100
@@ -49,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"unknown benchmarks: {sorted(unknown)}")
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(asctime)s %(levelname)s %(message)s")
-    from tests.bench import baseline, ceiling, pipeline, refresh
+    from tests.bench import baseline, ceiling, leavers, pipeline, refresh
 
     quick = args.quick
     began = time.monotonic()
@@ -69,6 +70,9 @@ def main(argv: list[str] | None = None) -> int:
     if "refresh" in chosen:
         results["refresh"] = refresh.run(rows=50_000 if quick else 1_000_000, blobs=4 if quick else 10)
         emit(results["refresh"])
+    if "leavers" in chosen:
+        results["leavers"] = leavers.run(rows=20_000 if quick else 200_000, blobs=2 if quick else 4)
+        emit(results["leavers"])
     if "baseline" in chosen:
         results["baseline"] = baseline.run(rows=1000 if quick else 5000, baseline_seconds=5 if quick else 30)
         emit(results["baseline"])
@@ -109,6 +113,13 @@ def summary(results: dict, quick: bool, seconds: float) -> dict:
                                              and fresh["sent_per_changed"] <= TARGETS["refresh_sent_per_changed_max"])
         met["refresh_memory"] = all(p is not None and p < TARGETS["peak_rss_mb_max"]
                                     for p in fresh["peak_rss_mb_per_process"])
+    if "leavers" in results:
+        gone = results["leavers"]
+        figures.update(leaver_actions_per_minute=gone["leaver_actions_per_minute_at_documented_limits"],
+                       leaver_ratio_to_ceiling=gone["ratio_to_ceiling"])
+        met["leavers_exact"] = gone["status"] == "succeeded" and gone["exact"]
+        met["leavers_memory"] = all(p is not None and p < TARGETS["peak_rss_mb_max"]
+                                    for p in gone["peak_rss_mb_per_process"])
     if "baseline" in results:
         figures.update(speedup_over_one_call_per_contact=results["baseline"]["speedup"])
     if "projection" in results:

@@ -80,11 +80,12 @@ def expected_emails(rows: int) -> set[str]:
     return {f"person{n}@example.com" for n in range(rows)}
 
 
-def create_export(ctx, hostname: str, prefix: str) -> str:
+def create_export(ctx, hostname: str, prefix: str, **overrides) -> str:
     from tests.support.records import add_connection, add_export
 
     connection = add_connection(ctx, hostname, display_name=f"bench {hostname}")
-    return add_export(ctx, connection, prefix, MAPPING, list_id=LIST_ID, display_name=f"bench {prefix}").id
+    return add_export(ctx, connection, prefix, MAPPING, list_id=LIST_ID, display_name=f"bench {prefix}",
+                      **overrides).id
 
 
 @dataclass

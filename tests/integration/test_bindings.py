@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[2]
 HTTP_ROUTES = (
     "connections", "connections/{connectionId}",
     "exports", "exports/{exportId}", "exports/{exportId}/runs",
-    "runs/{runId}", "runs/{runId}/cancel", "runs/{runId}/rejects", "runs/{runId}/preview",
+    "runs/{runId}", "runs/{runId}/cancel", "runs/{runId}/approve", "runs/{runId}/rejects", "runs/{runId}/preview",
     "openapi.json",
 )
 
@@ -125,7 +125,7 @@ def test_importing_the_app_opens_no_connection():
         "socket.socket.connect = refuse\n"
         "socket.create_connection = refuse\n"
         "import function_app\n"
-        "assert len(function_app.app.get_functions()) == 16\n"
+        "assert len(function_app.app.get_functions()) == 17\n"
     )
     env = {"PATH": "/usr/bin:/bin", "KEY_VAULT_URL": "https://127.0.0.1:9/", "AzureWebJobsStorage": "UseDevelopmentStorage=true"}
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)

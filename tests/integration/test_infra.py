@@ -26,6 +26,7 @@ from pathlib import Path
 import pytest
 
 from exports import names
+from exports.model import RunStatus
 from exports.settings import SETTINGS
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -530,9 +531,13 @@ def test_failed_run_alert_matches_the_log_line(templates):
     status_regex = re.search(r'Status = extract\(@"([^"]+)", 1, Message\)', query)
     assert status_regex, f"the alert query must extract the status: {query}"
     marker = re.search(r'Message has "([^"]+)"', query).group(1)
-    for status in ("succeeded", "completed_with_errors", "failed", "cancelled"):
+    alerted = re.search(r'where Status in \(([^)]*)\)', query)
+    assert alerted, f"the alert query must filter on the statuses it fires for: {query}"
+    alerted = set(re.findall(r'"(\w+)"', alerted.group(1)))
+    assert alerted == {"failed", "needs_approval"}, "failed runs and runs whose leaver actions wait for an admin"
+    for status in RunStatus:
         line = line_format % ("6f1c", "a2b3", status) if "%s" in line_format else \
             f"export run finished: run=6f1c export=a2b3 status={status}"
         extracted = re.search(status_regex.group(1), line)
-        fires = marker in line and extracted is not None and extracted.group(1) == "failed"
-        assert fires == (status == "failed"), f"alert on {line!r}: fires={fires}"
+        fires = marker in line and extracted is not None and extracted.group(1) in alerted
+        assert fires == (status in ("failed", "needs_approval")), f"alert on {line!r}: fires={fires}"

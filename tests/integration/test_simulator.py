@@ -1,6 +1,7 @@
 """Tests of the ActiveCampaign simulator (tests/support/activecampaign.py) over real HTTP."""
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import pathlib
@@ -13,7 +14,7 @@ import uuid
 import pytest
 import requests
 
-from tests.support.activecampaign import ActiveCampaignSimulator, is_valid_email
+from tests.support.activecampaign import STAT_KEYS, ActiveCampaignSimulator, is_valid_email
 
 KEY = "test-key"
 LISTS = {"3": "Newsletter", "4": "Customers"}
@@ -325,11 +326,11 @@ def test_bulk_field_values_are_stored_by_id_and_a_later_import_overwrites(make_s
         person("b@example.com", "3", fields=[{"id": "0010", "value": ""}]),
     ]).ok
     assert sim.contact("a@example.com")["fields"] == {"1": "Gold", "10": "first"}
-    assert sim.contact("b@example.com")["fields"] == {"10": ""}
+    assert sim.contact("b@example.com")["fields"] == {}  # "" is no value
     assert bulk(http, sim, [person("a@example.com", "3", fields=[{"id": 10, "value": "second"}]),
                             person("b@example.com", "3")]).ok
     assert sim.contact("a@example.com")["fields"] == {"1": "Gold", "10": "second"}
-    assert sim.contact("b@example.com")["fields"] == {"10": ""}
+    assert sim.contact("b@example.com")["fields"] == {}
 
 
 def _not_option(field, kind, value):
@@ -351,11 +352,11 @@ def _not_multi(field, kind, value):
 @pytest.mark.parametrize("field, value, reason", [
     (1, "Gold", None), (1, "Silver", None),
     (1, "gold", _not_option(1, "dropdown", "gold")), (1, "||Gold||", _not_option(1, "dropdown", "||Gold||")),
-    (1, "", _not_option(1, "dropdown", "")),
+    (1, "", None),  # "" clears the field: not checked against the options
     (2, "2025-05-19", None), (2, "2024-02-29", None),
     (2, "2025-5-19", _not_date("2025-5-19")), (2, "19/05/2025", _not_date("19/05/2025")),
     (2, "2025-02-30", _not_date("2025-02-30")), (2, "20250519", _not_date("20250519")),
-    (2, "2025-05-19T00:00:00", _not_date("2025-05-19T00:00:00")), (2, "", _not_date("")),
+    (2, "2025-05-19T00:00:00", _not_date("2025-05-19T00:00:00")), (2, "", None),
     (3, "2025-05-19T02:45:00-05:00", None), (3, "2025-05-19T02:45:00Z", None),
     (3, "2025-05-19T02:45", None), (3, "2025-05-19T02:45:00.123456+00:00", None),
     (3, "2025-05-19", _not_datetime("2025-05-19")), (3, "2025-05-19 02:45:00", _not_datetime("2025-05-19 02:45:00")),
@@ -376,12 +377,44 @@ def test_bulk_field_values_must_fit_the_field_type(make_sim, http, field, value,
                                 person("case@example.com", "3", fields=[{"id": field, "value": value}])])
     if reason is None:
         assert response.status_code == 200, response.json()
-        assert sim.contact("case@example.com")["fields"] == {str(field): value}
+        assert sim.contact("case@example.com")["fields"] == ({str(field): value} if value else {})
     else:
         assert response.status_code == 400
         assert response.json() == {"success": 0, "message": VALIDATION_MESSAGE,
                                    "failureReasons": [{"contact": 1, "failureReason": reason}]}
         assert sim.contact("good@example.com") is None and sim.stats()["bulk_accepted"] == 0
+
+
+def test_an_empty_field_value_clears_the_field_whatever_its_type(make_sim, http):
+    sim = make_sim(fields=FIELDS)
+    values = {1: "Gold", 2: "2025-05-19", 3: "2025-05-19T02:45:00Z", 4: "Pro", 5: "||a||", 6: "||x||",
+              7: "||EU||", 8: "text", 9: "hidden", 10: "note"}
+    assert bulk(http, sim, [person("a@example.com", "3", fields=[{"id": f, "value": v} for f, v in values.items()]),
+                            person("b@example.com", "3", fields=[{"id": 10, "value": "keep"}])]).ok
+    assert sim.contact("a@example.com")["fields"] == {str(f): v for f, v in values.items()}
+    cleared = bulk(http, sim, [
+        person("a@example.com", "3", fields=[{"id": f, "value": ""} for f in range(1, 10)]),
+        person("b@example.com", "3", fields=[{"id": 1, "value": ""}]),  # no value to clear: fine
+        person("c@example.com", "3", fields=[{"id": "2", "value": ""}]),  # a new contact
+    ])
+    assert cleared.status_code == 200, cleared.json()
+    assert sim.contact("a@example.com")["fields"] == {"10": "note"}
+    assert sim.contact("b@example.com")["fields"] == {"10": "keep"}
+    assert sim.contact("c@example.com")["fields"] == {}
+    # Only "" is no value: a blank is a value like any other, checked against the type.
+    blank = bulk(http, sim, [person("b@example.com", "3", fields=[{"id": 1, "value": " "}])])
+    assert blank.status_code == 400
+    assert blank.json()["failureReasons"] == [{"contact": 0, "failureReason": _not_option(1, "dropdown", " ")}]
+    unknown = bulk(http, sim, [person("b@example.com", "3", fields=[{"id": 99, "value": ""}])])
+    assert unknown.json()["failureReasons"] == [{"contact": 0, "failureReason": "Field id 99 does not exist"}]
+    twice = bulk(http, sim, [person("b@example.com", "3", fields=[{"id": 10, "value": ""}, {"id": "10", "value": ""}])])
+    assert twice.json()["failureReasons"] == [{"contact": 0, "failureReason": "Field id 10 is given more than once"}]
+    # A contact that fails, or a refused request, clears nothing.
+    sim.configure(fail_import_emails={"b@example.com"})
+    assert bulk(http, sim, [person("b@example.com", "3", fields=[{"id": 10, "value": ""}]),
+                            person("a@example.com", "3", fields=[{"id": 10, "value": ""}])]).ok
+    assert sim.contact("b@example.com")["fields"] == {"10": "keep"}
+    assert sim.contact("a@example.com")["fields"] == {}
 
 
 @pytest.mark.parametrize("fields, reason", [
@@ -744,6 +777,281 @@ def test_contact_lists_subscribe_unsubscribe_and_404s(sim, http):
     unknown_contact = {"contactList": {"list": "4", "contact": "999", "status": 1}}
     assert call(http, sim, "POST", "/contactLists", json=unknown_list).status_code == 404
     assert call(http, sim, "POST", "/contactLists", json=unknown_contact).status_code == 404
+
+
+# ---- list memberships, unsubscribes, GET /contacts and contactLists ---------------------------
+
+T0 = "2024-05-31T14:30:00+00:00"
+T1 = "2024-05-31T14:31:00+00:00"  # T0 + 60 s
+T2 = "2024-05-31T14:32:00+00:00"  # T0 + 120 s
+
+
+class Clock:
+    """A wall clock the test moves by hand, starting at T0."""
+
+    def __init__(self, when=T0):
+        self.now = datetime.datetime.fromisoformat(when)
+
+    def __call__(self):
+        return self.now
+
+    def advance(self, seconds):
+        self.now += datetime.timedelta(seconds=seconds)
+
+
+def membership(contact_id, list_id, member_id, status, sdate, *, udate=None, unsubreason=None,
+               campaign=None, message=None, sourceid="0", updated_by=None, first_name="", last_name=""):
+    """A membership as GET /api/3/contacts/{id}/contactLists reports it."""
+    return {"contact": contact_id, "list": list_id, "form": None, "seriesid": "0", "sdate": sdate,
+            "udate": udate, "status": status, "responder": "1", "sync": "0", "unsubreason": unsubreason,
+            "campaign": campaign, "message": message, "first_name": first_name, "last_name": last_name,
+            "sourceid": sourceid, "created_by": None, "updated_by": updated_by,
+            "unsubscribeAutomation": None, "automation": None, "id": member_id}
+
+
+def strings_or_null(item):
+    return all(value is None or isinstance(value, str) for value in item.values())
+
+
+def test_bulk_subscribe_records_an_active_membership_with_its_details(make_sim, http):
+    clock = Clock()
+    sim = make_sim(clock=clock)
+    assert bulk(http, sim, [person("Ada@Example.com", "3", first_name="Ada", last_name="Lovelace")]).ok
+    ada = sim.contact("ada@example.com")
+    assert (ada["cdate"], ada["udate"]) == (T0, T0)
+    expected_3 = membership(ada["id"], "3", "1", "1", T0, first_name="Ada", last_name="Lovelace")
+    assert sim.memberships("ADA@example.com") == {"3": expected_3}
+    assert strings_or_null(expected_3)
+    clock.advance(60)
+    assert bulk(http, sim, [person("ada@example.com", "3", "4")]).ok
+    # An active membership is left as it was: its sdate is the first subscribe's.
+    assert sim.memberships("ada@example.com") == {
+        "3": expected_3, "4": membership(ada["id"], "4", "2", "1", T1, first_name="Ada", last_name="Lovelace")}
+    assert sim.contact("ada@example.com")["udate"] == T1 and sim.contact("ada@example.com")["cdate"] == T0
+    assert sim.contact("ada@example.com")["lists"] == {"3": "subscribed", "4": "subscribed"}
+    assert sim.memberships("nobody@example.com") == {}
+
+
+def test_bulk_unsubscribe_sets_status_2_and_udate_and_leaves_campaign_and_message_null(make_sim, http):
+    clock = Clock()
+    sim = make_sim(clock=clock)
+    assert bulk(http, sim, [person("a@example.com", "3")]).ok
+    contact_id = sim.contact("a@example.com")["id"]
+    clock.advance(60)
+    # "4": not on the list; "Fresh": not even a contact yet. Both get an unsubscribed membership.
+    assert bulk(http, sim, [{"email": "a@example.com", "unsubscribe": [{"listid": "3"}, {"listid": 4}]},
+                            {"email": "Fresh@Example.com", "unsubscribe": [{"listid": "3"}]}]).ok
+    unsubscribed = {"3": membership(contact_id, "3", "1", "2", T0, udate=T1),
+                    "4": membership(contact_id, "4", "2", "2", None, udate=T1)}
+    assert sim.memberships("a@example.com") == unsubscribed
+    fresh_id = sim.contact("fresh@example.com")["id"]
+    assert sim.memberships("fresh@example.com") == {"3": membership(fresh_id, "3", "3", "2", None, udate=T1)}
+    assert sim.unsubscribed("3") == {"a@example.com", "fresh@example.com"} and sim.subscribed("3") == set()
+    assert sim.stats()["unsubscribed_by_import"] == 3
+    clock.advance(60)
+    # No re-subscribing by import; unsubscribing again changes nothing either (udate kept).
+    assert bulk(http, sim, [person("a@example.com", "3", "4"), person("fresh@example.com", "3")]).ok
+    assert bulk(http, sim, [{"email": "a@example.com", "unsubscribe": [{"listid": "3"}]}] * 2).ok
+    assert sim.memberships("a@example.com") == unsubscribed
+    stats = sim.stats()
+    assert (stats["resubscribe_skipped"], stats["unsubscribed_by_import"]) == (3, 3)
+
+
+def test_a_person_unsubscribes_from_a_link_a_form_or_through_an_activecampaign_user(make_sim, http):
+    clock = Clock()
+    sim = make_sim(clock=clock)
+    emails = ["link@example.com", "plain@example.com", "form@example.com", "user@example.com"]
+    assert bulk(http, sim, [person(email, "3") for email in emails]).ok
+    ids = {email: sim.contact(email)["id"] for email in emails}
+    clock.advance(60)
+    sim.unsubscribe("Link@Example.com", "3", reason="Too many emails")
+    sim.unsubscribe("plain@example.com", "3")  # the original call: from a link, no reason
+    sim.unsubscribe("form@example.com", 3, via="form", reason="Not interested")
+    sim.unsubscribe("user@example.com", "3", via="user")
+    assert {email: sim.memberships(email)["3"] for email in emails} == {
+        "link@example.com": membership(ids["link@example.com"], "3", "1", "2", T0, udate=T1,
+                                       unsubreason="Too many emails", campaign="1", message="1"),
+        "plain@example.com": membership(ids["plain@example.com"], "3", "2", "2", T0, udate=T1,
+                                        campaign="2", message="2"),
+        "form@example.com": membership(ids["form@example.com"], "3", "3", "2", T0, udate=T1,
+                                       unsubreason="Not interested"),
+        "user@example.com": membership(ids["user@example.com"], "3", "4", "2", T0, udate=T1,
+                                       updated_by="simulator"),
+    }
+    assert sim.unsubscribed("3") == set(emails)
+    # Someone not yet a contact nor on the list: both are recorded, never subscribed (sdate null).
+    sim.unsubscribe("new@example.com", "4", via="form")
+    assert sim.memberships("new@example.com") == {
+        "4": membership(sim.contact("new@example.com")["id"], "4", "5", "2", None, udate=T1)}
+    with pytest.raises(ValueError):
+        sim.unsubscribe("link@example.com", "3", via="email")
+    with pytest.raises(KeyError):
+        sim.unsubscribe("link@example.com", "99")
+    assert sim.memberships("link@example.com")["3"]["campaign"] == "1"  # refused calls change nothing
+
+
+def test_add_from_other_source_is_an_active_membership_with_another_sourceid_counted_nowhere(make_sim, http):
+    clock = Clock()
+    sim = make_sim(clock=clock, import_processing_seconds=0)
+    sim.add_from_other_source("Shop@Example.com", "4", first_name="Sho", phone="+1 555")
+    shop = sim.contact("shop@example.com")
+    assert (shop["first_name"], shop["phone"], shop["lists"]) == ("Sho", "+1 555", {"4": "subscribed"})
+    assert sim.memberships("shop@example.com") == {
+        "4": membership(shop["id"], "4", "1", "1", T0, sourceid="1", first_name="Sho")}
+    assert {key: value for key, value in sim.stats().items() if key in STAT_KEYS and value} == {}
+    # Another integration re-subscribes someone who unsubscribed (as POST /contactLists would).
+    clock.advance(60)
+    sim.unsubscribe("shop@example.com", "4")
+    clock.advance(60)
+    sim.add_from_other_source("shop@example.com", "4")
+    assert sim.memberships("shop@example.com")["4"] == membership(
+        shop["id"], "4", "1", "1", T2, sourceid="1", first_name="Sho")
+    # This app's import keeps that membership as it is and creates its own on list 3.
+    batch = bulk(http, sim, [person("shop@example.com", "3", "4"), person("x@example.com", "3")]).json()
+    assert import_info(http, sim, batch["batchId"])["success"] == [sim.contact("x@example.com")["id"]]
+    assert {list_id: item["sourceid"] for list_id, item in sim.memberships("shop@example.com").items()} == {
+        "4": "1", "3": "0"}
+    assert sim.memberships("shop@example.com")["4"]["sdate"] == T2
+    assert sim.stats()["contacts_created"] == 1  # x only: shop came from elsewhere
+    for bad, error in (({"email": "not-an-email", "list_id": "4"}, ValueError),
+                       ({"email": "a@example.com", "list_id": "99"}, KeyError),
+                       ({"email": "a@example.com", "list_id": "4", "firstName": "A"}, TypeError),
+                       ({"email": "a@example.com", "list_id": "4", "phone": 5}, TypeError)):
+        with pytest.raises(error):
+            sim.add_from_other_source(**bad)
+    assert sim.contact("a@example.com") is None
+
+
+def test_contact_lists_post_updates_the_same_membership_records(make_sim, http):
+    clock = Clock()
+    sim = make_sim(clock=clock)
+    contact_id = call(http, sim, "POST", "/contact/sync", json={"contact": {
+        "email": "d@example.com", "firstName": "Di"}}).json()["contact"]["id"]
+    entry = {"list": 4, "contact": int(contact_id), "status": 1}
+    created = call(http, sim, "POST", "/contactLists", json={"contactList": entry})
+    assert created.status_code == 201
+    active = membership(contact_id, "4", "1", "1", T0, first_name="Di")
+    assert created.json()["contactList"] == active and sim.memberships("d@example.com") == {"4": active}
+    clock.advance(60)
+    dropped = call(http, sim, "POST", "/contactLists", json={"contactList": dict(entry, status="2")})
+    assert dropped.status_code == 200
+    assert dropped.json()["contactList"] == membership(contact_id, "4", "1", "2", T0, udate=T1, first_name="Di")
+    sim.unsubscribe("d@example.com", "4", reason="Bored")  # then the person clicks a link too
+    clock.advance(60)
+    # Status 1 re-subscribes even someone who unsubscribed themselves (FACTS), sourceid as given.
+    back = call(http, sim, "POST", "/contactLists", json={"contactList": dict(entry, sourceid=4)})
+    assert back.status_code == 200
+    resubscribed = membership(contact_id, "4", "1", "1", T2, sourceid="4", first_name="Di")
+    assert back.json()["contactList"] == resubscribed and sim.memberships("d@example.com") == {"4": resubscribed}
+    assert sim.subscribed("4") == {"d@example.com"} and sim.stats()["resubscribed_by_api"] == 1
+    again = call(http, sim, "POST", "/contactLists", json={"contactList": dict(entry, sourceid="9")})
+    assert again.status_code == 200 and again.json()["contactList"] == resubscribed  # already active
+    bad = call(http, sim, "POST", "/contactLists", json={"contactList": dict(entry, sourceid="four")})
+    assert bad.status_code == 422
+    assert bad.json()["errors"][0]["source"] == {"pointer": "/data/attributes/sourceid"}
+    assert sim.memberships("d@example.com") == {"4": resubscribed}
+    assert sim.stats()["resubscribed_by_api"] == 1
+
+
+def test_get_contacts_by_email_is_an_exact_case_insensitive_match(make_sim, http):
+    clock = Clock()
+    sim = make_sim(clock=clock)
+    assert bulk(http, sim, [person("Ada@Example.com", "3", first_name="Ada", last_name="L", phone="12"),
+                            person("bob@example.com", "3")]).ok
+    ada, bob = sim.contact("ada@example.com"), sim.contact("bob@example.com")
+    found = call(http, sim, "GET", "/contacts", params={"email": "ADA@example.COM"})
+    assert found.status_code == 200
+    v3_ada = {"id": ada["id"], "email": "ada@example.com", "firstName": "Ada", "lastName": "L",
+              "phone": "12", "orgid": "0", "cdate": T0, "udate": T0, "deleted": "0", "anonymized": "0"}
+    assert found.json() == {"contacts": [v3_ada], "meta": {"total": "1"}}
+    for email in ("ada@example.co", "da@example.com", " ada@example.com", "ada", "", "nobody@example.com"):
+        none = call(http, sim, "GET", "/contacts", params={"email": email})
+        assert none.status_code == 200
+        assert none.json() == {"contacts": [], "meta": {"total": "0"}}, email
+    everyone = call(http, sim, "GET", "/contacts").json()
+    assert [c["email"] for c in everyone["contacts"]] == ["ada@example.com", "bob@example.com"]
+    assert everyone["meta"]["total"] == "2" and everyone["contacts"][0] == v3_ada
+    second = call(http, sim, "GET", "/contacts", params={"limit": 1, "offset": 1}).json()
+    assert second == {"contacts": [dict(v3_ada, id=bob["id"], email="bob@example.com", firstName="",
+                                        lastName="", phone="")], "meta": {"total": "2"}}
+    assert sim.stats()["contact_search_requests"] == 9
+
+
+def test_get_contact_lists_answers_every_membership_of_the_contact_or_404(make_sim, http):
+    clock = Clock()
+    sim = make_sim(clock=clock)
+    assert bulk(http, sim, [person("a@example.com", "4"), person("b@example.com", "3")]).ok
+    assert bulk(http, sim, [person("a@example.com", "3")]).ok
+    clock.advance(60)
+    sim.unsubscribe("a@example.com", "4", reason="Too many")
+    contact_id = sim.contact("a@example.com")["id"]
+    response = call(http, sim, "GET", f"/contacts/{contact_id}/contactLists")
+    assert response.status_code == 200
+    items = response.json()["contactLists"]
+    assert items == [membership(contact_id, "4", "1", "2", T0, udate=T1, unsubreason="Too many",
+                                campaign="1", message="1"),
+                     membership(contact_id, "3", "3", "1", T0)]  # in membership id order
+    assert all(strings_or_null(item) for item in items)
+    assert {item["list"]: item for item in items} == sim.memberships("a@example.com")
+    lonely = call(http, sim, "POST", "/contact/sync", json={"contact": {"email": "l@example.com"}})
+    lonely_id = lonely.json()["contact"]["id"]
+    assert call(http, sim, "GET", f"/contacts/{lonely_id}/contactLists").json() == {"contactLists": []}
+    missing = call(http, sim, "GET", "/contacts/99/contactLists")
+    assert missing.status_code == 404
+    assert missing.json() == {"message": "No Result found for Subscriber with id 99"}
+    stats = sim.stats()
+    assert (stats["contact_lists_requests"], stats["not_found"]) == (2, 1)
+
+
+def test_contact_reads_need_the_key_and_spend_the_per_account_budget(make_sim, http):
+    sim = make_sim(requests_per_second=2)
+    sim.add_from_other_source("a@example.com", "3")  # not an API request
+    contact_id = sim.contact("a@example.com")["id"]
+    for path in ("/contacts?email=a@example.com", f"/contacts/{contact_id}/contactLists"):
+        assert requests.get(f"{sim.base_url}/api/3{path}", timeout=5).status_code == 403
+        assert requests.get(f"{sim.base_url}/api/3{path}", headers={"Api-Token": "nope"},
+                            timeout=5).status_code == 403
+    answers = [call(http, sim, "GET", "/contacts", params={"email": "a@example.com"}),
+               call(http, sim, "GET", f"/contacts/{contact_id}/contactLists"),
+               call(http, sim, "GET", f"/contacts/{contact_id}/contactLists")]
+    assert [r.status_code for r in answers] == [200, 200, 429]
+    assert answers[0].headers["RateLimit-Remaining"] == "1"
+    assert answers[1].json()["contactLists"][0]["sourceid"] == "1"
+    stats = sim.stats()
+    assert (stats["forbidden"], stats["requests"], stats["throttled_429"]) == (4, 2, 1)
+    assert (stats["contact_search_requests"], stats["contact_lists_requests"]) == (1, 1)
+
+
+def test_memberships_are_copies(make_sim, http):
+    sim = make_sim()
+    assert bulk(http, sim, [person("a@example.com", "3")]).ok
+    copy = sim.memberships("a@example.com")
+    copy["3"]["status"] = "2"
+    copy["4"] = {}
+    assert sim.memberships("a@example.com")["3"]["status"] == "1" and "4" not in sim.memberships("a@example.com")
+    assert sim.subscribed("3") == {"a@example.com"}
+
+
+def test_timestamps_come_from_the_clock_in_utc(make_sim, http):
+    sim = make_sim()  # the real clock, UTC
+    before = datetime.datetime.now(datetime.UTC).replace(microsecond=0)
+    assert bulk(http, sim, [person("a@example.com", "3")]).ok
+    after = datetime.datetime.now(datetime.UTC)
+    sdate = sim.memberships("a@example.com")["3"]["sdate"]
+    assert len(sdate) == len(T0) and sdate.endswith("+00:00")
+    assert before <= datetime.datetime.fromisoformat(sdate) <= after
+    # Another offset is written in UTC; a naive time is taken as UTC.
+    minus_five = datetime.timezone(datetime.timedelta(hours=-5))
+    sim.configure(clock=lambda: datetime.datetime(2024, 5, 31, 9, 30, 0, 999999, tzinfo=minus_five))
+    sim.unsubscribe("a@example.com", "3")
+    assert sim.memberships("a@example.com")["3"]["udate"] == T0
+    sim.clock = lambda: datetime.datetime(2024, 5, 31, 14, 31)
+    assert bulk(http, sim, [person("a@example.com", "4")]).ok
+    assert sim.memberships("a@example.com")["4"]["sdate"] == T1
+    sim.clock = None  # back to the real clock
+    assert sim.clock() - datetime.datetime.now(datetime.UTC) < datetime.timedelta(seconds=5)
+    with pytest.raises(TypeError):
+        sim.clock = "now"
 
 
 # ---- rate limits -------------------------------------------------------------------------------

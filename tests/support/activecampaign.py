@@ -4,8 +4,9 @@ It follows ../shared/activecampaign/FACTS.md strictly: Api-Token auth (403), the
 budget of N requests/s (429 + Retry-After, or 503), the bulk_import budget (HTTP 400 "Rate limit
 exceeded."), bulk_import limits (1-250 contacts, 400,000 bytes) and whole-batch validation,
 lists and their 404s, no re-subscribing by bulk import of people who unsubscribed, import/info,
-contact/sync and contactLists. Faults (errors, latency, dropped connections, deterministic
-failures, emails ActiveCampaign refuses) can be injected at construction or at run time.
+contact/sync, contactLists, GET /contacts?email= and GET /contacts/{id}/contactLists. Faults
+(errors, latency, dropped connections, deterministic failures, emails ActiveCampaign refuses) can
+be injected at construction or at run time.
 
 Custom fields (`fields=` at construction, `add_field`, `delete_field`) have a type (text, textarea,
 date, datetime, dropdown, multiselect, radio, checkbox, listbox, hidden) and, for the option types,
@@ -19,7 +20,9 @@ account has, with values in the format of the field's type: `YYYY-MM-DD` for dat
 date-time for datetime, one of the options for dropdown and radio, `||a||b||` (each part an option,
 when the field has options) for checkbox, listbox and multiselect. Anything else refuses the
 whole request like any invalid row (400, `failureReasons` naming the contact's index and the
-problem); applied contacts store each value by field id, a later import overwriting it.
+problem); applied contacts store each value by field id, a later import overwriting it. The empty
+string `""` clears the field, whatever its type (it is not checked against options or formats):
+the contact has no value for it any more.
 A contact's `exclude_automations: true` (per contact, where the docs put it) is counted in the
 `automations_excluded` stat; every other applied contact in `automations_started`.
 
@@ -33,6 +36,32 @@ fail at once, at POST time; only the reported status waits. Failed contacts (and
 a failed batch) are never applied. The POST answer still counts every contact in
 `queued_contacts`: only import/info tells a client what really happened.
 
+List memberships keep what GET /api/3/contacts/{id}/contactLists reports (FACTS: "List
+membership, unsubscribes and asynchronous outcomes"): `id`, `contact`, `list`, `status` ("1"
+active, "2" unsubscribed), `sdate` (when it became active; null if it never was), `udate` (when
+it was unsubscribed; null while active), `unsubreason`, `campaign`, `message`, `sourceid`,
+`updated_by`, `unsubscribeAutomation` (null) and a few constant fields, every value a string or
+null. Times are written like ActiveCampaign's (`2024-05-31T14:30:00-05:00`) in UTC (`+00:00`),
+from `clock` (UTC now unless one is given at construction or set). Who changes a membership:
+- a bulk import's `subscribe` creates an active membership, sourceid "0" (an active one is left
+  as it was); it never re-subscribes someone unsubscribed (counted in `resubscribe_skipped`);
+- a bulk import's `unsubscribe` sets status "2", `udate` now, `campaign`, `message` and
+  `unsubreason` null (what ActiveCampaign leaves there is undocumented), also for a contact not
+  on the list (an unsubscribed membership is recorded); counted in `unsubscribed_by_import`;
+- POST /api/3/contactLists: status 1 creates or re-subscribes (even someone who unsubscribed,
+  counted in `resubscribed_by_api`; `sdate` now, the unsubscribe details cleared), with the
+  body's `sourceid` ("0" by default); status 2 like a bulk unsubscribe;
+- unsubscribe(email, list_id, via="link"|"form"|"user", reason=None): the person unsubscribes
+  themselves, from an email's link (`campaign`/`message` name a made-up email), a form, or an
+  ActiveCampaign user does it in the UI (`updated_by` "simulator"); `unsubreason` is `reason`;
+- add_from_other_source(email, list_id, **contact fields): another integration adds the contact
+  to the list, sourceid "1", counted in no stat.
+GET /api/3/contacts answers `{"contacts": [...], "meta": {"total": "n"}}` in v3 form (camelCase),
+`email=` an exact, case-insensitive match; GET /api/3/contacts/{id}/contactLists answers
+`{"contactLists": [...]}` or 404 for an unknown contact id. Both are counted
+(`contact_search_requests`, `contact_lists_requests`) and, like every route, need the key and
+spend the per-account budget.
+
 In-process use:
 
     with ActiveCampaignSimulator(api_keys={"test-key"}, lists={"3": "Newsletter"}) as sim:
@@ -43,8 +72,11 @@ Start by hand from the project root (serves until Ctrl-C or SIGTERM):
     python -m tests.support.activecampaign --port 8800 --api-key KEY --list 3:Newsletter
 
 Read-only inspection, without a key and outside the rate budget:
-GET /__sim/stats and GET /__sim/lists/{id}. In process: contact(email) (with its sorted `tags` and
-its `fields`, field id -> value), fields(), subscribed(), unsubscribed(), batch(), stats().
+GET /__sim/stats and GET /__sim/lists/{id}. In process: contact(email) (with its sorted `tags`, its
+`fields`, field id -> value, its `cdate` and `udate`, and its `lists`, list id -> "subscribed" or
+"unsubscribed"),
+memberships(email) (list id -> membership record, as contactLists reports it), fields(),
+subscribed(), unsubscribed(), batch(), stats().
 """
 from __future__ import annotations
 
@@ -52,6 +84,7 @@ import argparse
 import collections
 import dataclasses
 import datetime
+import itertools
 import json
 import math
 import random
@@ -87,17 +120,31 @@ BULK_CONTACT_FIELDS = frozenset({
 BULK_TOP_LEVEL_FIELDS = frozenset({"contacts", "callback", "exclude_automations"})
 TEXT_FIELDS = ("first_name", "last_name", "phone", "customer_acct_name")
 SUBSCRIBED, UNSUBSCRIBED = 1, 2
+# A membership's sourceid. ActiveCampaign documents only "4", for a deliberate re-subscribe by
+# POST /contactLists (FACTS: unconfirmed), and 0 as that call's default; the other values are the
+# simulator's choice. This app's bulk imports get "0"; another integration's additions
+# (add_from_other_source) get "1", a value neither bulk imports nor the default of POST
+# /contactLists ever use, so a test can tell who put a contact on a list.
+SOURCE_BULK_IMPORT = "0"
+SOURCE_CONTACT_LISTS = "0"
+SOURCE_OTHER = "1"
+# How a person unsubscribes themselves (unsubscribe(via=...)): from an email's link, from a form,
+# or an ActiveCampaign user does it for them in the UI (updated_by names that user).
+UNSUBSCRIBE_VIAS = ("link", "form", "user")
+SIMULATOR_USERNAME = "simulator"  # the account's user, as GET /users/me answers
 CONFIGURABLE = frozenset({
     "api_keys", "requests_per_second", "bulk_per_minute", "bulk_single_per_minute",
     "throttle_status", "error_rate", "error_status", "latency", "drop_rate", "reject_emails",
     "import_processing_seconds", "import_failure_rate", "fail_import_emails", "fail_import_batches",
+    "clock",
 })
 STAT_KEYS = (
     "requests", "responses", "bulk_requests", "bulk_accepted", "contacts_imported",
     "contacts_created", "throttled_429", "throttled_bulk", "validation_rejections",
     "oversize_rejections", "malformed_rejections", "resubscribe_skipped", "errors_injected",
     "dropped", "forbidden", "not_found", "connections", "import_info_requests", "contacts_failed",
-    "batches_failed", "automations_started", "automations_excluded",
+    "batches_failed", "automations_started", "automations_excluded", "unsubscribed_by_import",
+    "resubscribed_by_api", "contact_search_requests", "contact_lists_requests",
 )
 # Custom field types (FACTS) and the ones whose values are among the field's options.
 FIELD_TYPES = frozenset({
@@ -129,6 +176,25 @@ class Reply:
     status: int
     body: Any = None  # anything json.dumps accepts; None sends an empty body
     headers: dict[str, str] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass(slots=True)
+class _Membership:
+    """One (contact, list) membership, kept compact (an account may hold a million): the contact,
+    the list and the constant fields are added when it is reported (_membership_body)."""
+    id: str
+    status: int  # SUBSCRIBED or UNSUBSCRIBED
+    sdate: str | None  # when it became active; None for one that never was
+    sourceid: str
+    udate: str | None = None  # when it was unsubscribed; None while active
+    unsubreason: str | None = None
+    campaign: str | None = None
+    message: str | None = None
+    updated_by: str | None = None
+
+
+def _utc_now() -> datetime.datetime:
+    return datetime.datetime.now(datetime.UTC)
 
 
 DROP = object()  # sentinel reply: close the socket without answering
@@ -280,7 +346,8 @@ def _field_values_problem(entries: Any, fields: dict[str, dict]) -> str | None:
         if field_id in seen:
             return f"Field id {field_id} is given more than once"
         seen.add(field_id)
-        problem = _field_value_problem(field, entry["value"])
+        # The empty string clears the field, whatever its type: it is not a value to check.
+        problem = _field_value_problem(field, entry["value"]) if entry["value"] != "" else None
         if problem is not None:
             return problem
     return None
@@ -343,6 +410,7 @@ class ActiveCampaignSimulator:
         import_failure_rate: float = 0.0,
         fail_import_emails: Callable[[str], bool] | Iterable[str] | None = None,
         fail_import_batches: int = 0,
+        clock: Callable[[], datetime.datetime] | None = None,
     ) -> None:
         if host not in ("127.0.0.1", "localhost"):
             raise ValueError("the simulator binds to loopback only")
@@ -372,8 +440,14 @@ class ActiveCampaignSimulator:
         self._lists = {str(k): v for k, v in (lists or {}).items()}
         self._contacts: dict[str, dict] = {}  # lower-cased email -> record
         self._email_by_id: dict[str, str] = {}
-        self._memberships: dict[str, dict[str, int]] = {k: {} for k in self._lists}
-        self._membership_ids: dict[tuple[str, str], str] = {}
+        # list id -> lower-cased email -> membership. Membership ids ("1", "2", ...) are never
+        # reused: a re-subscribe keeps the membership, and so its id.
+        self._memberships: dict[str, dict[str, _Membership]] = {k: {} for k in self._lists}
+        self._next_membership_id = 1
+        self._next_campaign_id = 1  # the made-up emails whose links people unsubscribe from
+        self.clock = clock
+        self._stamp_second: int | None = None
+        self._stamp_text = ""
         self._batches: dict[str, dict] = {}
         # Batches whose outcome is not yet counted in the stats: each is settled (counted once)
         # when first looked at after its processing time, so the counters mean "reported".
@@ -448,6 +522,19 @@ class ActiveCampaignSimulator:
         check = _email_matcher(value)
         with self._lock:
             self._fail_import_emails, self._fail_import = value, check
+
+    @property
+    def clock(self) -> Callable[[], datetime.datetime]:
+        """The simulator's wall clock (UTC now unless set): the source of every cdate, udate and
+        sdate it reports. A naive datetime is taken as UTC."""
+        return self._clock
+
+    @clock.setter
+    def clock(self, value: Callable[[], datetime.datetime] | None) -> None:
+        if value is not None and not callable(value):
+            raise TypeError("clock must be a callable returning a datetime")
+        with self._lock:
+            self._clock = value or _utc_now
 
     def configure(self, **settings: Any) -> None:
         unknown = set(settings) - CONFIGURABLE
@@ -528,12 +615,22 @@ class ActiveCampaignSimulator:
     def subscribed(self, list_id: str) -> set[str]:
         with self._lock:
             members = self._memberships.get(str(list_id), {})
-            return {email for email, status in members.items() if status == SUBSCRIBED}
+            return {email for email, member in members.items() if member.status == SUBSCRIBED}
 
     def unsubscribed(self, list_id: str) -> set[str]:
         with self._lock:
             members = self._memberships.get(str(list_id), {})
-            return {email for email, status in members.items() if status == UNSUBSCRIBED}
+            return {email for email, member in members.items() if member.status == UNSUBSCRIBED}
+
+    def memberships(self, email: str) -> dict[str, dict]:
+        """The contact's list memberships, list id -> the record GET /api/3/contacts/{id}/contactLists
+        reports for it (copies); {} for an unknown contact."""
+        with self._lock:
+            record = self._contacts.get(email.lower())
+            if record is None:
+                return {}
+            return {list_id: self._membership_body(list_id, record, member)
+                    for list_id, member in self._memberships_of_locked(record["email"])}
 
     def contact(self, email: str) -> dict | None:
         with self._lock:
@@ -542,17 +639,56 @@ class ActiveCampaignSimulator:
                 return None
             snapshot = dict(record, tags=sorted(record["tags"]), fields=dict(record["fields"]))
             snapshot["lists"] = {
-                list_id: "subscribed" if members[record["email"]] == SUBSCRIBED else "unsubscribed"
-                for list_id, members in self._memberships.items() if record["email"] in members}
+                list_id: "subscribed" if member.status == SUBSCRIBED else "unsubscribed"
+                for list_id, member in self._memberships_of_locked(record["email"])}
             return snapshot
 
-    def unsubscribe(self, email: str, list_id: str) -> None:
-        """The contact unsubscribes themselves from the list (created if unknown)."""
+    def unsubscribe(self, email: str, list_id: str, via: str = "link",
+                    reason: str | None = None) -> None:
+        """The person unsubscribes themselves from the list (the contact is created if unknown).
+
+        via="link": from an email's unsubscribe link; `campaign` and `message` name that email
+        (made-up ids "1", "2", ..., one more each time; FACTS: inferred, unconfirmed).
+        via="form": from a form; `campaign` and `message` null.
+        via="user": an ActiveCampaign user does it in the UI; `updated_by` names that user.
+        `unsubreason` is `reason` in every case. Whatever the membership was (even unsubscribed
+        already, or none), it is now unsubscribed as described, `udate` now."""
+        if via not in UNSUBSCRIBE_VIAS:
+            raise ValueError(f"via must be one of {UNSUBSCRIBE_VIAS}, not {via!r}")
+        if reason is not None and not isinstance(reason, str):
+            raise TypeError("reason must be a string or None")
         with self._lock:
             if str(list_id) not in self._lists:
                 raise KeyError(f"unknown list {list_id}")
             record, _ = self._upsert_locked(email, {})
-            self._memberships[str(list_id)][record["email"]] = UNSUBSCRIBED
+            campaign = updated_by = None
+            if via == "link":
+                campaign = str(self._next_campaign_id)
+                self._next_campaign_id += 1
+            elif via == "user":
+                updated_by = SIMULATOR_USERNAME
+            self._unsubscribe_locked(str(list_id), record["email"], overwrite=True,
+                                     unsubreason=reason, campaign=campaign, message=campaign,
+                                     updated_by=updated_by)
+
+    def add_from_other_source(self, email: str, list_id: str, **fields: str) -> None:
+        """Another integration on the account (not a bulk import of this app) adds the contact
+        (created if unknown, its `first_name`, `last_name`, `phone`, `customer_acct_name` set
+        from `fields`) to the list: an active membership with sourceid SOURCE_OTHER. Like POST
+        /contactLists it re-subscribes someone who unsubscribed (other tools do; FACTS). An
+        active membership is left as it was. Counted in no stat: it is not this app's traffic."""
+        unknown = sorted(set(fields) - set(TEXT_FIELDS))
+        if unknown:
+            raise TypeError(f"unknown contact fields {unknown}; any of {list(TEXT_FIELDS)}")
+        if not all(isinstance(value, str) for value in fields.values()):
+            raise TypeError("contact fields are strings")
+        if not is_valid_email(email):
+            raise ValueError(f"not an email ActiveCampaign accepts: {email!r}")
+        with self._lock:
+            if str(list_id) not in self._lists:
+                raise KeyError(f"unknown list {list_id}")
+            record, _ = self._upsert_locked(email, fields, counted=False)
+            self._subscribe_locked(str(list_id), record["email"], SOURCE_OTHER, resubscribe=True)
 
     def batch(self, batch_id: str) -> dict | None:
         """The batch as import/info would report it now, plus its decided `outcome` and the
@@ -714,7 +850,7 @@ class ActiveCampaignSimulator:
         if method == "GET":
             if route == "/users/me":
                 return Reply(200, {"user": {
-                    "username": "simulator", "firstName": "Sim", "lastName": "Ulator",
+                    "username": SIMULATOR_USERNAME, "firstName": "Sim", "lastName": "Ulator",
                     "email": "simulator@example.com", "phone": "", "signature": None, "id": "1"}})
             if route == "/lists":
                 return self._get_lists(query)
@@ -723,6 +859,11 @@ class ActiveCampaignSimulator:
                 return self._get_list(match.group(1))
             if route == "/fields":
                 return self._get_fields(query)
+            if route == "/contacts":
+                return self._get_contacts(query)
+            match = re.fullmatch(r"/contacts/([^/]+)/contactLists", route)
+            if match:
+                return self._get_contact_memberships(match.group(1))
             if route == "/import/info":
                 return self._import_info(query)
         elif method == "POST":
@@ -901,7 +1042,10 @@ class ActiveCampaignSimulator:
         record, created = self._upsert_locked(contact["email"], updates)
         record["tags"].update(contact.get("tags", []))  # an import only ever adds tags
         for field in contact.get("fields", []):
-            record["fields"][_field_id(field["id"])] = field["value"]
+            if field["value"] == "":
+                record["fields"].pop(_field_id(field["id"]), None)  # "" clears the field
+            else:
+                record["fields"][_field_id(field["id"])] = field["value"]
         # Only the per-contact flag counts (where the docs put it): a top-level
         # exclude_automations is accepted but, its placement unconfirmed, changes nothing here.
         if contact.get("exclude_automations") is True:
@@ -909,35 +1053,116 @@ class ActiveCampaignSimulator:
         else:
             self._stats["automations_started"] += 1
         for entry in contact.get("subscribe", []):
-            members = self._memberships[str(entry["listid"])]
-            if members.get(record["email"]) == UNSUBSCRIBED:
-                # FACTS: contacts who unsubscribed are not re-subscribed by an import.
+            # FACTS: contacts who unsubscribed are not re-subscribed by an import.
+            if self._subscribe_locked(str(entry["listid"]), record["email"], SOURCE_BULK_IMPORT,
+                                      resubscribe=False) == "skipped":
                 self._stats["resubscribe_skipped"] += 1
-            else:
-                members[record["email"]] = SUBSCRIBED
         for entry in contact.get("unsubscribe", []):
-            self._memberships[str(entry["listid"])][record["email"]] = UNSUBSCRIBED
+            # What an API unsubscribe leaves in campaign, message and unsubreason is not
+            # documented (FACTS); the simulator leaves them null, so they cannot be told from a
+            # form unsubscribe without a reason. A contact not on the list gets an unsubscribed
+            # membership all the same (the strictest reading: the import records the opt-out, and
+            # a later subscribe will not add them).
+            if self._unsubscribe_locked(str(entry["listid"]), record["email"]):
+                self._stats["unsubscribed_by_import"] += 1
         return record, created
 
-    def _upsert_locked(self, email: str, updates: dict) -> tuple[dict, bool]:
+    def _upsert_locked(self, email: str, updates: dict, counted: bool = True) -> tuple[dict, bool]:
         key = email.lower()
         record = self._contacts.get(key)
         created = record is None
+        stamp = self._stamp_locked()
         if created:
             record = {"id": str(self._next_contact_id), "email": key, "first_name": "",
                       "last_name": "", "phone": "", "customer_acct_name": "", "tags": set(),
-                      "fields": {}}
+                      "fields": {}, "cdate": stamp}
             self._next_contact_id += 1
             self._contacts[key] = record
             self._email_by_id[record["id"]] = key
-            self._stats["contacts_created"] += 1
+            if counted:
+                self._stats["contacts_created"] += 1
         record.update(updates)
+        record["udate"] = stamp
         return record, created
+
+    # ---- memberships ---------------------------------------------------------------------------
+    def _stamp_locked(self) -> str:
+        """Now, as ActiveCampaign writes times ("2024-05-31T14:30:00-05:00"), in UTC. One string
+        per second is shared by every record written in it."""
+        now = self._clock()
+        now = now.replace(tzinfo=datetime.UTC) if now.tzinfo is None else now.astimezone(datetime.UTC)
+        second = math.floor(now.timestamp())
+        if second != self._stamp_second:
+            self._stamp_second = second
+            self._stamp_text = now.strftime("%Y-%m-%dT%H:%M:%S+00:00")
+        return self._stamp_text
+
+    def _memberships_of_locked(self, email: str) -> list[tuple[str, _Membership]]:
+        """(list id, membership) of the contact, in membership id order."""
+        found = [(list_id, members[email]) for list_id, members in self._memberships.items()
+                 if email in members]
+        return sorted(found, key=lambda pair: int(pair[1].id))
+
+    def _new_membership_locked(self, list_id: str, email: str, status: int, sdate: str | None,
+                               sourceid: str) -> _Membership:
+        member = _Membership(str(self._next_membership_id), status, sdate, sourceid)
+        self._next_membership_id += 1
+        self._memberships[list_id][email] = member
+        return member
+
+    def _subscribe_locked(self, list_id: str, email: str, sourceid: str, resubscribe: bool) -> str:
+        """Make the membership active: "created", "active" (it was: left unchanged, its sdate and
+        sourceid kept), "skipped" (unsubscribed and `resubscribe` false: left unsubscribed) or
+        "resubscribed" (sdate now, sourceid given; udate, unsubreason, campaign, message and
+        updated_by cleared: the simulator's choice, unconfirmed)."""
+        member = self._memberships[list_id].get(email)
+        if member is None:
+            self._new_membership_locked(list_id, email, SUBSCRIBED, self._stamp_locked(), sourceid)
+            return "created"
+        if member.status == SUBSCRIBED:
+            return "active"
+        if not resubscribe:
+            return "skipped"
+        member.status, member.sdate, member.sourceid = SUBSCRIBED, self._stamp_locked(), sourceid
+        member.udate = member.unsubreason = member.campaign = member.message = None
+        member.updated_by = None
+        return "resubscribed"
+
+    def _unsubscribe_locked(self, list_id: str, email: str, overwrite: bool = False,
+                            unsubreason: str | None = None, campaign: str | None = None,
+                            message: str | None = None, updated_by: str | None = None) -> bool:
+        """Make the membership unsubscribed, udate now and the other details as given; one that
+        never was active (none yet) gets sdate null. An unsubscribed membership is left as it was
+        (its first udate and details kept) unless `overwrite`. True when something changed."""
+        member = self._memberships[list_id].get(email)
+        if member is None:
+            member = self._new_membership_locked(list_id, email, UNSUBSCRIBED, None,
+                                                 SOURCE_BULK_IMPORT)
+        elif member.status == UNSUBSCRIBED and not overwrite:
+            return False
+        member.status, member.udate = UNSUBSCRIBED, self._stamp_locked()
+        member.unsubreason, member.campaign, member.message = unsubreason, campaign, message
+        member.updated_by = updated_by
+        return True
+
+    @staticmethod
+    def _membership_body(list_id: str, record: dict, member: _Membership) -> dict:
+        """A membership as GET /api/3/contacts/{id}/contactLists reports it: strings or null."""
+        return {"contact": record["id"], "list": list_id, "form": None, "seriesid": "0",
+                "sdate": member.sdate, "udate": member.udate, "status": str(member.status),
+                "responder": "1", "sync": "0", "unsubreason": member.unsubreason,
+                "campaign": member.campaign, "message": member.message,
+                "first_name": record["first_name"], "last_name": record["last_name"],
+                "sourceid": member.sourceid, "created_by": None, "updated_by": member.updated_by,
+                "unsubscribeAutomation": None, "automation": None, "id": member.id}
 
     @staticmethod
     def _camel(record: dict) -> dict:
+        """A contact in v3 form (camelCase, strings)."""
         return {"id": record["id"], "email": record["email"], "firstName": record["first_name"],
-                "lastName": record["last_name"], "phone": record["phone"]}
+                "lastName": record["last_name"], "phone": record["phone"], "orgid": "0",
+                "cdate": record["cdate"], "udate": record["udate"], "deleted": "0",
+                "anonymized": "0"}
 
     def _contact_sync(self, parsed: Any) -> Reply:
         contact = parsed.get("contact") if isinstance(parsed, dict) else None
@@ -970,6 +1195,12 @@ class ActiveCampaignSimulator:
         if status not in (SUBSCRIBED, UNSUBSCRIBED):
             return Reply(422, {"errors": [{"title": "Invalid status", "detail": "status must be 1 or 2",
                                            "code": "invalid", "source": {"pointer": "/data/attributes/status"}}]})
+        sourceid = entry.get("sourceid", SOURCE_CONTACT_LISTS)
+        if isinstance(sourceid, int) and not isinstance(sourceid, bool) and sourceid >= 0:
+            sourceid = str(sourceid)
+        elif not (isinstance(sourceid, str) and _DIGITS.match(sourceid)):
+            return Reply(422, {"errors": [{"title": "Invalid sourceid", "detail": "sourceid must be an integer",
+                                           "code": "invalid", "source": {"pointer": "/data/attributes/sourceid"}}]})
         with self._lock:
             if list_id not in self._lists:
                 return Reply(404, {"message": f"No Result found for _List with id {list_id}"})
@@ -978,14 +1209,47 @@ class ActiveCampaignSimulator:
                 return Reply(404, {"message": f"No Result found for Subscriber with id {contact_id}"})
             members = self._memberships[list_id]
             existed = email in members
-            # Unlike bulk import, status 1 here re-subscribes someone who unsubscribed (FACTS).
-            members[email] = status
-            membership_id = self._membership_ids.setdefault(
-                (list_id, email), str(len(self._membership_ids) + 1))
-            body = {"contactList": {"id": membership_id, "list": list_id, "contact": contact_id,
-                                    "status": str(status)},
-                    "contacts": [self._camel(self._contacts[email])]}
+            if status == SUBSCRIBED:
+                # Unlike bulk import, status 1 here re-subscribes someone who unsubscribed (FACTS),
+                # with the body's sourceid (the reference asks for 4 then). An active membership
+                # is left as it was, sourceid included.
+                if self._subscribe_locked(list_id, email, sourceid, resubscribe=True) == "resubscribed":
+                    self._stats["resubscribed_by_api"] += 1
+            else:
+                # Like a bulk unsubscribe: campaign, message and unsubreason null (undocumented).
+                self._unsubscribe_locked(list_id, email)
+            record = self._contacts[email]
+            body = {"contactList": self._membership_body(list_id, record, members[email]),
+                    "contacts": [self._camel(record)]}
         return Reply(200 if existed else 201, body)
+
+    def _get_contacts(self, query: dict) -> Reply:
+        """GET /contacts, paged in id order; `email` an exact, case-insensitive match (ActiveCampaign
+        has email_like for partial ones; not simulated)."""
+        offset, limit = self._page_bounds(query)
+        with self._lock:
+            if "email" in query:
+                record = self._contacts.get(query["email"][0].lower())
+                matches: list[dict] = [] if record is None else [record]
+                page = matches[offset:offset + limit]
+                total = len(matches)
+            else:
+                page = list(itertools.islice(self._contacts.values(), offset, offset + limit))
+                total = len(self._contacts)
+            self._stats["contact_search_requests"] += 1
+            return Reply(200, {"contacts": [self._camel(record) for record in page],
+                               "meta": {"total": str(total)}})
+
+    def _get_contact_memberships(self, contact_id: str) -> Reply:
+        with self._lock:
+            email = self._email_by_id.get(contact_id)
+            if email is None:
+                return Reply(404, {"message": f"No Result found for Subscriber with id {contact_id}"})
+            self._stats["contact_lists_requests"] += 1
+            record = self._contacts[email]
+            return Reply(200, {"contactLists": [
+                self._membership_body(list_id, record, member)
+                for list_id, member in self._memberships_of_locked(email)]})
 
     def handle_inspection(self, method: str, path: str) -> Reply:
         """/__sim/...: read-only, no key, outside the rate budget and the counters."""
@@ -1066,7 +1330,9 @@ class _Handler(BaseHTTPRequestHandler):
         if split.path.startswith("/__sim/"):
             reply = simulator.handle_inspection(method, split.path)
         else:
-            reply = simulator.handle_api(method, split.path, parse_qs(split.query),
+            # Blank values kept: GET /contacts?email= searches for "" (and finds nobody).
+            reply = simulator.handle_api(method, split.path,
+                                         parse_qs(split.query, keep_blank_values=True),
                                          self.headers, body)
         if reply is DROP:
             self.close_connection = True

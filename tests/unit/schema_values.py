@@ -104,6 +104,10 @@ def _of_type(kind: str, schema: dict) -> st.SearchStrategy:
         return st.booleans()
     if kind == "integer":
         return st.integers(min_value=schema.get("minimum"), max_value=schema.get("maximum"))
+    if kind == "number":
+        return st.floats(min_value=schema.get("minimum"), max_value=schema.get("maximum"), allow_nan=False,
+                         allow_infinity=False) | st.integers(min_value=schema.get("minimum"),
+                                                             max_value=schema.get("maximum"))
     if kind == "string":
         low, high = schema.get("minLength", 0), schema.get("maxLength")
         if "pattern" not in schema:

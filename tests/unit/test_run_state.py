@@ -119,9 +119,10 @@ def test_the_status_document_has_every_figure_and_the_cancellation():
                      finished_at="2030-01-01T00:02:00.000Z", errors=("stopped",), rejects_blob=None)
     assert status_document(cancelled) == {
         "runId": "r1", "exportId": "e1", "trigger": "http", "mode": "incremental", "dryRun": False,
-        "status": "cancelled", "rows": 3, "contacts": 3, "sent": 3,
+        "leavers": "keep", "status": "cancelled", "rows": 3, "contacts": 3, "sent": 3,
         "rejected": 0, "rejectedByReason": {}, "duplicates": 0, "added": 2, "updated": 1, "unchanged": 4, "left": 5,
-        "unconfirmed": 1, "chunks": {"total": 1, "succeeded": 1, "failed": 0},
+        "unconfirmed": 1, "unsubscribed": 0, "marked": 0, "held": 0, "notResubscribed": 0,
+        "chunks": {"total": 1, "succeeded": 1, "failed": 0},
         "startedAt": "2030-01-01T00:00:00.000Z", "finishedAt": "2030-01-01T00:02:00.000Z", "errors": ["stopped"],
         "rejectsBlob": None, "previewBlob": None,
         "cancellation": {"requestedBy": "admin@example.com", "requestedAt": "2030-01-01T00:01:00.000Z",
@@ -130,8 +131,9 @@ def test_the_status_document_has_every_figure_and_the_cancellation():
 
 
 def test_statuses_know_which_are_final():
+    # needs_approval holds no worker and no lock: a newer run may start (and supersedes the held actions)
     assert {s for s in RunStatus if s.final} == {RunStatus.SUCCEEDED, RunStatus.COMPLETED_WITH_ERRORS,
-                                                  RunStatus.FAILED, RunStatus.CANCELLED}
+                                                  RunStatus.FAILED, RunStatus.CANCELLED, RunStatus.NEEDS_APPROVAL}
     assert {s for s in ChunkStatus if s.final} == {ChunkStatus.SUCCEEDED, ChunkStatus.FAILED}
     assert {s for s in SegmentStatus if s.final} == {SegmentStatus.SPLIT, SegmentStatus.FAILED}
     assert RunStatus("failed") == "failed"  # str Enums: equal to what Table storage and documents hold
