@@ -333,6 +333,14 @@ class Totals:
                    chunks_total=chunks.get("total", 0), chunks_succeeded=chunks.get("succeeded", 0),
                    chunks_failed=chunks.get("failed", 0))
 
+    def not_resubscribed_summary(self) -> str | None:
+        """The reason beside notResubscribed: why contacts in the segment get nothing."""
+        if not self.not_resubscribed:
+            return None
+        who = "1 contact is" if self.not_resubscribed == 1 else f"{self.not_resubscribed} contacts are"
+        return (f"{who} back in the segment but stay unsubscribed from the list: they were unsubscribed when they "
+                "left it (leavers unsubscribe), and the app never re-subscribes anyone; nothing was sent for them")
+
     def rejected_summary(self) -> str | None:
         """One line on the rejected rows, so that rejected rows never stand beside an empty error list."""
         if not self.rejected:
@@ -523,9 +531,10 @@ class RunView:
                 chunks_by_error.setdefault(chunk.error, []).append(chunk.index)
         for error, indexes in chunks_by_error.items():
             errors.append(f"chunk {indexes[0]}: {error}" if len(indexes) == 1 else f"{error} ({len(indexes)} chunks)")
-        rejected = self.totals().rejected_summary()
-        if rejected:
-            errors.append(rejected)
+        totals = self.totals()
+        for line in (totals.rejected_summary(), totals.not_resubscribed_summary()):
+            if line:
+                errors.append(line)
         return errors[:MAX_ERRORS]
 
 

@@ -1,8 +1,9 @@
 """What became of a chunk's bulk imports: ActiveCampaign processes them after answering, so
 `queued_contacts` is not the outcome. Each import is read back with import/info.
 
-Reads are interleaved with the sending, at most one per import sent, so they use the request
-budget while the sender waits for its next bulk slot; the ones still open when the chunk's last
+Reads are interleaved with the sending, at most one per import sent and each import's first a
+second after it was sent, so they use the request budget while the sender waits for its next
+bulk slot; the ones still open when the chunk's last
 import is sent are read until known or until ACTIVECAMPAIGN_OUTCOME_WAIT_SECONDS have passed since
 the import was sent. Every outcome is written to the run's files (the rejects report, and the
 chunk's undelivered emails, which are kept out of the sync state) before the checkpoint that drops
@@ -28,8 +29,13 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# An import may be read as soon as it is sent (FACTS.md: its status is false for about a second);
-# while it is not done, each read waits twice as long as the one before, up to the interval cap.
+# While the chunk is still sending, an import is first read a second after it was sent (FACTS.md:
+# its status is false for about that long): a read too early is wasted, and reads share the
+# account's 5 requests/s with the bulk imports themselves (1.7/s at the bulk limit), so more than
+# about one read per import would slow the sending. Once the chunk's last import is sent, what is
+# still open is read at once. While an import is not done, each read waits twice as long as the
+# one before, up to the interval cap.
+FIRST_READ_DELAY_SECONDS = 1.0
 FIRST_READ_SECONDS = 0.25
 MAX_READ_INTERVAL_SECONDS = 15.0
 
@@ -59,11 +65,12 @@ class Outcomes:
         else:  # an acceptance without a batch id cannot be read back
             self._unconfirmed(pending, "ActiveCampaign's answer named no batchId")
 
-    def read_one_due(self) -> bool:
-        """Read the oldest import whose next read is due; whether one was read."""
+    def read_one_due(self, sending: bool = True) -> bool:
+        """Read the oldest import whose next read is due; whether one was read. `sending`: the chunk still has
+        imports to send (its fresh imports then wait FIRST_READ_DELAY_SECONDS for their first read)."""
         now = self._clock()
         for pending in self.pending:
-            if now >= self._next_read_at(pending):
+            if now >= self._next_read_at(pending, sending):
                 self._read(pending)
                 return True
         return False
@@ -71,17 +78,17 @@ class Outcomes:
     def read_all(self, sleep: Callable[[float], None], stop: Callable[[], str | None]) -> str | None:
         """Read until every import is known or given up on; the stop reason if the run must stop first."""
         while self.pending:
-            if not self.read_one_due():
+            if not self.read_one_due(sending=False):
                 reason = stop()
                 if reason:
                     return reason
-                wait = min(self._next_read_at(p) for p in self.pending) - self._clock()
+                wait = min(self._next_read_at(p, sending=False) for p in self.pending) - self._clock()
                 sleep(max(0.0, min(wait, MAX_READ_INTERVAL_SECONDS)))
         return None
 
-    def _next_read_at(self, pending: PendingImport) -> float:
+    def _next_read_at(self, pending: PendingImport, sending: bool) -> float:
         if pending.batch_id not in self._reads:
-            return pending.sent_at
+            return pending.sent_at + (FIRST_READ_DELAY_SECONDS if sending else 0.0)
         reads, last = self._reads[pending.batch_id]
         due = last + min(FIRST_READ_SECONDS * 2 ** (reads - 1), MAX_READ_INTERVAL_SECONDS)
         return min(due, pending.sent_at + self._wait_seconds())  # the last read comes when the wait is over

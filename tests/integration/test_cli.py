@@ -329,3 +329,23 @@ def test_a_named_export_checks_the_columns_of_each_new_file_before_uploading_it(
     result = run_cli(azurite, sim, path, *named)
 
     assert result.returncode == 2 and "'First Name'" in result.stderr and "Given name" in result.stderr, result.stderr
+
+
+def test_a_held_run_exits_3_and_approve_sends_its_unsubscribes(azurite, sim, tmp_path):
+    folder = tmp_path / "held"
+    people = {f"h{n}@example.com": "Ada" for n in range(100)}
+    write_people(folder, people, files=2)
+    named = ("--email", "Email", "--export-name", "held-weekly", "--leavers", "unsubscribe")
+    assert run_cli(azurite, sim, folder, *named).returncode == 0
+    (folder / "part-1.csv").unlink()  # half the segment is missing upstream
+
+    held = run_cli(azurite, sim, folder, *named)
+
+    assert held.returncode == 3, held.stderr
+    status = json.loads(held.stdout.strip().splitlines()[-1])
+    assert (status["status"], status["held"]) == ("needs_approval", 50)
+    assert sim.unsubscribed("7") == set()
+    approved = cli(azurite, sim, "approve", status["runId"])
+    assert approved.returncode == 0, approved.stderr
+    assert json.loads(approved.stdout.strip().splitlines()[-1])["unsubscribed"] == 50
+    assert len(sim.unsubscribed("7")) == 50
