@@ -76,7 +76,8 @@ def finish(ctx: AppContext, view: RunView, extra_errors: Sequence[str] = (), for
     """Record the run's status once. `held`: the leaver actions the guardrail holds (status needs_approval)."""
     run = view.run
     would_hold = _would_hold(view)
-    totals = replace(view.totals(), held=held or (view.totals().left if would_hold else 0))
+    totals = view.totals()
+    totals = replace(totals, held=held or (totals.left if would_hold else 0))
     status, explained = decide(view, totals)
     status = force_status or status
     errors = [*extra_errors, *([f"a real run would hold its leaver actions: {would_hold}"] if would_hold else []),

@@ -22,6 +22,7 @@ import logging
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 from azure.core.exceptions import ResourceNotFoundError
@@ -116,18 +117,26 @@ def _send(ctx: AppContext, run: Run, chunk: Chunk) -> None:
         _write_preview(ctx, run, chunk.index, bucket, comparison)
         claim.succeed()
         return
-    try:
+    with _failing_the_piece(ctx, run, chunk):
         warning = _send_changes(ctx, run, claim, comparison.to_send(bucket.items))
         claim.start_commit(warning)
         _commit(ctx, run, chunk.index, bucket, shards, state)
         claim.succeed(warning)
-    except _Stop as stop:  # nothing is committed: the next run sends the chunk's contacts again
-        fail_chunk(ctx, run.id, chunk.index, str(stop))
+
+
+@contextmanager
+def _failing_the_piece(ctx: AppContext, run: Run, piece: Chunk):
+    """A stop, a refused key or a fatal answer fails the chunk (or leaver piece) with the reason. Nothing of it
+    is committed then: the next run sends its contacts again."""
+    try:
+        yield
+    except _Stop as stop:
+        fail_chunk(ctx, run.id, piece.index, str(stop), leaving=piece.leaving)
     except KeyRejected as error:
         ctx.accounts.key_rejected(run.api_key_secret_name)  # a rotated key is read afresh by the next delivery
-        fail_chunk(ctx, run.id, chunk.index, str(error))
+        fail_chunk(ctx, run.id, piece.index, str(error), leaving=piece.leaving)
     except (Fatal, SecretNotFound) as error:
-        fail_chunk(ctx, run.id, chunk.index, str(error))
+        fail_chunk(ctx, run.id, piece.index, str(error), leaving=piece.leaving)
 
 
 def _send_changes(ctx: AppContext, run: Run, claim: ChunkClaim, to_send: list[Item],
@@ -202,7 +211,7 @@ def _leave(ctx: AppContext, run: Run, piece: Chunk) -> None:
     leavers = compare(bucket, shards, state.read, state.key, full=False).leavers
     claim = ctx.runs.claim_chunk(run.id, piece.index, uuid.uuid4().hex, len(leavers), 0, leaving=True)
     unsubscribe = run.leavers is Leavers.UNSUBSCRIBE
-    try:
+    with _failing_the_piece(ctx, run, piece):
         if not claim.before.committing:
             items = [Item(LEAVER_BLOB, 0, _leaver_contact(run, email)) for email in leavers]
             warning = _send_changes(ctx, run, claim, items, "unsubscribe" if unsubscribe else None)
@@ -211,13 +220,6 @@ def _leave(ctx: AppContext, run: Run, piece: Chunk) -> None:
         done = by_shard(email for email in leavers if email not in undelivered)
         state.write({shard: leaver_state(state.read(shard), emails, unsubscribe) for shard, emails in done.items()})
         claim.succeed(claim.before.error)
-    except _Stop as stop:
-        fail_chunk(ctx, run.id, piece.index, str(stop), leaving=True)
-    except KeyRejected as error:
-        ctx.accounts.key_rejected(run.api_key_secret_name)
-        fail_chunk(ctx, run.id, piece.index, str(error), leaving=True)
-    except (Fatal, SecretNotFound) as error:
-        fail_chunk(ctx, run.id, piece.index, str(error), leaving=True)
 
 
 LEAVER_BLOB = "(left the segment)"  # where a leaver "comes from" in the rejects report: no blob has them any more

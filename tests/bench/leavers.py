@@ -10,10 +10,8 @@ plus those imports), and the app's CPU seconds and peak memory in the second run
 from __future__ import annotations
 
 from exports.model import Leavers
-from tests.bench.harness import API_KEY, LIST_ID, app_env, context, create_export, export_with_workers, write_segment
-from tests.bench.pipeline import LIFTED_BULK_PER_MINUTE, LIFTED_REQUESTS_PER_SECOND
-from tests.support.activecampaign import ActiveCampaignSimulator
-from tests.support.azurite import Azurite
+from tests.bench.harness import LIST_ID, create_export, export_with_workers, write_segment
+from tests.bench.pipeline import lifted_parts
 
 LEAVING_SHARE = 0.05  # under the default guardrail of 10%: the pass is not held
 DOCUMENTED_BULK_PER_MINUTE = 100
@@ -21,13 +19,7 @@ CEILING_PER_MINUTE = 250 * DOCUMENTED_BULK_PER_MINUTE
 
 
 def run(rows: int = 200_000, blobs: int = 4, workers: int = 3, deadline_seconds: float = 900) -> dict:
-    with Azurite() as azurite, ActiveCampaignSimulator(api_keys={API_KEY}, lists={LIST_ID: "Bench"},
-                                                       requests_per_second=LIFTED_REQUESTS_PER_SECOND,
-                                                       bulk_per_minute=LIFTED_BULK_PER_MINUTE,
-                                                       bulk_single_per_minute=LIFTED_BULK_PER_MINUTE,
-                                                       import_processing_seconds=0.0) as simulator:
-        env = app_env(azurite, simulator, LIFTED_REQUESTS_PER_SECOND, LIFTED_BULK_PER_MINUTE)
-        ctx = context(env)
+    with lifted_parts(import_processing_seconds=0.0) as (_, simulator, env, ctx):
         write_segment(ctx, "leavers/", rows, blobs)
         export_id = create_export(ctx, "leavers.api-us1.com", "leavers/", leavers=Leavers.UNSUBSCRIBE)
         first, _, _ = export_with_workers(env, ctx, export_id, workers, deadline_seconds)

@@ -11,6 +11,7 @@ the app.
 from __future__ import annotations
 
 import time
+from contextlib import contextmanager
 
 from tests.bench.harness import (
     API_KEY,
@@ -31,13 +32,21 @@ LIFTED_REQUESTS_PER_SECOND = 1_000_000
 LIFTED_BULK_PER_MINUTE = 100_000_000
 
 
-def run(rows: int = 1_000_000, blobs: int = 10, workers: int = 3, deadline_seconds: float = 600) -> dict:
+@contextmanager
+def lifted_parts(**simulator_settings):
+    """Azurite and a simulated account whose limits are lifted, and the app's settings and context for them:
+    (azurite, simulator, env, ctx)."""
     with Azurite() as azurite, ActiveCampaignSimulator(api_keys={API_KEY}, lists={LIST_ID: "Bench"},
                                                        requests_per_second=LIFTED_REQUESTS_PER_SECOND,
                                                        bulk_per_minute=LIFTED_BULK_PER_MINUTE,
-                                                       bulk_single_per_minute=LIFTED_BULK_PER_MINUTE) as simulator:
+                                                       bulk_single_per_minute=LIFTED_BULK_PER_MINUTE,
+                                                       **simulator_settings) as simulator:
         env = app_env(azurite, simulator, LIFTED_REQUESTS_PER_SECOND, LIFTED_BULK_PER_MINUTE)
-        ctx = context(env)
+        yield azurite, simulator, env, context(env)
+
+
+def run(rows: int = 1_000_000, blobs: int = 10, workers: int = 3, deadline_seconds: float = 600) -> dict:
+    with lifted_parts() as (azurite, simulator, env, ctx):
         generated = time.monotonic()
         write_segment(ctx, "pipeline/", rows, blobs)
         generate_seconds = time.monotonic() - generated

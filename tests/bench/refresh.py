@@ -11,31 +11,19 @@ from __future__ import annotations
 import math
 
 from tests.bench.harness import (
-    API_KEY,
-    LIST_ID,
     RENAMED,
-    app_env,
-    context,
     create_export,
     export_with_workers,
     write_segment,
 )
-from tests.bench.pipeline import LIFTED_BULK_PER_MINUTE, LIFTED_REQUESTS_PER_SECOND
-from tests.support.activecampaign import ActiveCampaignSimulator
-from tests.support.azurite import Azurite
+from tests.bench.pipeline import lifted_parts
 
 CHANGED_EVERY = 100  # 1% of the profiles change between the two runs
 DOCUMENTED_BULK_PER_MINUTE = 100
 
 
 def run(rows: int = 1_000_000, blobs: int = 10, workers: int = 3, deadline_seconds: float = 900) -> dict:
-    with Azurite() as azurite, ActiveCampaignSimulator(api_keys={API_KEY}, lists={LIST_ID: "Bench"},
-                                                       requests_per_second=LIFTED_REQUESTS_PER_SECOND,
-                                                       bulk_per_minute=LIFTED_BULK_PER_MINUTE,
-                                                       bulk_single_per_minute=LIFTED_BULK_PER_MINUTE,
-                                                       import_processing_seconds=0.0) as simulator:
-        env = app_env(azurite, simulator, LIFTED_REQUESTS_PER_SECOND, LIFTED_BULK_PER_MINUTE)
-        ctx = context(env)
+    with lifted_parts(import_processing_seconds=0.0) as (_, simulator, env, ctx):
         write_segment(ctx, "refresh/", rows, blobs)
         export_id = create_export(ctx, "refresh.api-us1.com", "refresh/")
         first, _, first_wall = export_with_workers(env, ctx, export_id, workers, deadline_seconds)
