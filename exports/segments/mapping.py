@@ -120,9 +120,20 @@ def _tags(tags: TagMapping, raw: str) -> tuple[list[str], str | None]:
         name = part.strip()
         if not name:
             continue
-        if problem := _character_problem("a tag", name):
+        if problem := tag_problem(name):
             return [], problem
-        if len(name) > MAX_TAG_LENGTH:
-            return [], f"the tag {cut(name, 40)!r} is longer than {MAX_TAG_LENGTH} characters"
         names.add(name)
     return sorted(names), None
+
+
+def tag_problem(name: str) -> str | None:
+    """Why a tag name (stripped) cannot be sent, if so: one rule for an export's fixed names and a column's."""
+    if not name:
+        return "a tag name must not be empty"
+    if problem := _character_problem("a tag name", name):
+        return problem
+    if any(c in "\t\n\r" for c in name):
+        return "a tag name must not hold a tab or a line break"
+    if len(name) > MAX_TAG_LENGTH:
+        return f"a tag name is at most {MAX_TAG_LENGTH} characters; {cut(name, 40)!r} is longer"
+    return None

@@ -16,7 +16,6 @@ from exports.activecampaign.fields import find_field, known_fields_hint
 from exports.errors import Invalid
 from exports.model import (
     MAPPED_FIELDS,
-    MAX_TAG_LENGTH,
     TAGS_KEY,
     Export,
     FieldMapping,
@@ -30,6 +29,7 @@ from exports.names import RUNS_CONTAINER, SYNC_STATE_CONTAINER
 from exports.schedule import schedule_problem
 from exports.segments.blobs import first_blob_probe
 from exports.segments.field_values import FieldValueError, member_value
+from exports.segments.mapping import tag_problem
 from exports.segments.readers import missing_columns
 from exports.services import checks
 from exports.services.runs import cancel_active_runs
@@ -117,7 +117,7 @@ def tag_mapping(tags: object) -> tuple[TagMapping | None, list[dict[str, str]]]:
         problems.append({"field": "mapping.tags.names", "message": f"at most {MAX_TAG_NAMES} names"})
     cleaned = []
     for position, name in enumerate(names):
-        problem = tag_problem(name) if isinstance(name, str) else "must be a string"
+        problem = tag_problem(name.strip()) if isinstance(name, str) else "must be a string"
         if problem:
             problems.append({"field": f"mapping.tags.names[{position}]", "message": problem})
         elif name.strip() not in cleaned:
@@ -159,18 +159,6 @@ def field_mappings(fields: object) -> tuple[tuple[FieldMapping, ...], list[dict[
                 mappings.append(FieldMapping(column=column, field=field, separator=separator))
         problems += found
     return tuple(mappings), problems
-
-
-def tag_problem(name: str) -> str | None:
-    """Why a tag name cannot be sent, if so (the same rules for fixed names and a column's)."""
-    name = name.strip()
-    if not name:
-        return "a tag name must not be empty"
-    if len(name) > MAX_TAG_LENGTH:
-        return f"a tag name is at most {MAX_TAG_LENGTH} characters"
-    if any(ord(c) < 32 or 0x7F <= ord(c) <= 0x9F for c in name):
-        return "a tag name must not hold control characters"
-    return None
 
 
 # --- use cases ------------------------------------------------------------------------------------
