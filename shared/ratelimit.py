@@ -14,6 +14,14 @@ Compared with a lease that lets one sender pace for all:
   every cell past the pause it asked for, so every worker pauses once, together, and the
   schedule then continues at the ceiling by itself.
 The cost is one entity read and one conditional write per request.
+
+Spacing adapts to what the remote side says. Each cell's slots are spaced its interval times
+(1 + its margin + the budget's stretch): the margin is the cell's fixed floor, the stretch starts
+at 0, is raised by every penalize (doubled, at least STRETCH_STEP, at most MAX_STRETCH) and halves
+every STRETCH_HALF_LIFE_SECONDS after that. A budget that is never throttled runs at its floors; a
+remote side whose clock or counting differs from ours widens the spacing for every worker at once,
+since the stretch lives in the shared entity.
+
 """
 from __future__ import annotations
 
@@ -25,6 +33,10 @@ from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, Re
 
 _ROW = "budget"
 _TRIES = 100
+STRETCH_STEP = 0.01
+MAX_STRETCH = 0.10
+STRETCH_HALF_LIFE_SECONDS = 600.0
+_STRETCH, _STRETCHED_AT = "stretch", "stretchedAt"  # entity properties beside the cells
 
 
 class RateBudgetBusy(RuntimeError):
@@ -32,21 +44,35 @@ class RateBudgetBusy(RuntimeError):
 
 
 class SharedRateBudget:
-    """`intervals` maps each cell (an entity property) to the seconds one grant of it takes."""
+    """`intervals` maps each cell (an entity property) to the seconds one grant of it takes at the
+    remote side's limit; `margins` to how much wider than that its slots are at least spaced."""
 
-    def __init__(self, table_client, key: str, intervals: Mapping[str, float],
+    def __init__(self, table_client, key: str, intervals: Mapping[str, float], margins: Mapping[str, float],
                  clock: Callable[[], float] = time.time, sleep: Callable[[float], None] = time.sleep):
         self._table = table_client
         self._key = key.lower()
         self.intervals = dict(intervals)
+        self.margins = {cell: margins.get(cell, 0.0) for cell in self.intervals}
         self._clock, self._sleep = clock, sleep
+
+    def spacing(self, cell: str, stretch: float = 0.0) -> float:
+        """Seconds between two slots of `cell` with the budget stretched by `stretch`."""
+        return self.intervals[cell] * (1.0 + self.margins[cell] + stretch)
+
+    def stretch(self, entity: Mapping, now: float) -> float:
+        """The budget's stretch now: the last one penalize set, halved every STRETCH_HALF_LIFE_SECONDS since."""
+        stretch = entity.get(_STRETCH, 0.0)
+        return stretch * 0.5 ** (max(0.0, now - entity.get(_STRETCHED_AT, now)) / STRETCH_HALF_LIFE_SECONDS) if stretch else 0.0
 
     def reserve(self, cells: tuple[str, ...]) -> float:
         """Reserve the next slot free in every one of `cells`; returns its time."""
         for _ in range(_TRIES):
             entity, etag = self._read()
-            slot = max([self._clock()] + [entity.get(cell, 0.0) for cell in cells])
-            update = {"PartitionKey": self._key, "RowKey": _ROW, **{cell: slot + self.intervals[cell] for cell in cells}}
+            now = self._clock()
+            slot = max([now] + [entity.get(cell, 0.0) for cell in cells])
+            stretch = self.stretch(entity, now)
+            update = {"PartitionKey": self._key, "RowKey": _ROW,
+                      **{cell: slot + self.spacing(cell, stretch) for cell in cells}}
             try:
                 self._table.update_entity(update, etag=etag, match_condition=MatchConditions.IfNotModified)
                 return slot
@@ -62,13 +88,20 @@ class SharedRateBudget:
             self._sleep(delay)
 
     def penalize(self, pause_seconds: float) -> None:
-        """The remote side throttled: no worker uses any cell of this budget before the pause is over."""
-        until = self._clock() + pause_seconds
+        """The remote side throttled: no worker uses any cell of this budget before the pause is over, and
+        slots are spaced wider from then on (the stretch).
+
+        Several workers throttled by the same burst each call this; the ones that find every cell
+        already past their pause leave the stretch as the first of them set it, so one burst widens
+        the spacing once."""
+        now = self._clock()
+        until = now + pause_seconds
         for _ in range(_TRIES):
             entity, etag = self._read()
             if all(entity.get(cell, 0.0) >= until for cell in self.intervals):
                 return
-            update = {"PartitionKey": self._key, "RowKey": _ROW,
+            stretch = min(MAX_STRETCH, max(STRETCH_STEP, 2 * self.stretch(entity, now)))
+            update = {"PartitionKey": self._key, "RowKey": _ROW, _STRETCH: stretch, _STRETCHED_AT: now,
                       **{cell: max(entity.get(cell, 0.0), until) for cell in self.intervals}}
             try:
                 self._table.update_entity(update, etag=etag, match_condition=MatchConditions.IfNotModified)

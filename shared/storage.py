@@ -5,8 +5,10 @@ Locally that is a connection string (Azurite); on Azure it is identity-based
 """
 from __future__ import annotations
 
+import urllib.request
 from dataclasses import dataclass
 
+from azure.core.pipeline.transport import RequestsTransport
 from azure.data.tables import TableServiceClient
 from azure.storage.blob import BlobServiceClient
 from azure.storage.queue import QueueServiceClient, TextBase64DecodePolicy, TextBase64EncodePolicy
@@ -27,13 +29,20 @@ class StorageClients:
         )
 
 
+def _transport_options() -> dict:
+    """Without a proxy in the environment, the SDK's transport is told not to look for one: by default
+    requests reads every proxy variable of the environment again on each call, which was a fifth
+    of the CPU time of a Table operation. With a proxy configured, it is used as before."""
+    return {} if urllib.request.getproxies() else {"transport": RequestsTransport(use_env_settings=False)}
+
+
 def storage_clients(settings: StorageSettings, credential_factory=None) -> StorageClients:
     if settings.connection_string:
         conn = settings.connection_string
         return StorageClients(
-            blobs=BlobServiceClient.from_connection_string(conn),
-            queues=QueueServiceClient.from_connection_string(conn),
-            tables=TableServiceClient.from_connection_string(conn),
+            blobs=BlobServiceClient.from_connection_string(conn, **_transport_options()),
+            queues=QueueServiceClient.from_connection_string(conn, **_transport_options()),
+            tables=TableServiceClient.from_connection_string(conn, **_transport_options()),
         )
     missing = {"blob", "queue", "table"} - set(settings.service_uris)
     if missing:
@@ -42,9 +51,9 @@ def storage_clients(settings: StorageSettings, credential_factory=None) -> Stora
     credential = (credential_factory or _default_credential)(settings.client_id)
     uris = settings.service_uris
     return StorageClients(
-        blobs=BlobServiceClient(uris["blob"], credential=credential),
-        queues=QueueServiceClient(uris["queue"], credential=credential),
-        tables=TableServiceClient(endpoint=uris["table"], credential=credential),
+        blobs=BlobServiceClient(uris["blob"], credential=credential, **_transport_options()),
+        queues=QueueServiceClient(uris["queue"], credential=credential, **_transport_options()),
+        tables=TableServiceClient(endpoint=uris["table"], credential=credential, **_transport_options()),
     )
 
 

@@ -48,6 +48,7 @@ from exports.run.files import (
 from exports.run.messages import ChunkMessage
 from exports.run.outcomes import Counts, Outcomes, read_undelivered, write_undelivered
 from exports.store.runs import ChunkClaim, Superseded
+from shared import compact_json
 from shared.secrets import SecretNotFound
 
 if TYPE_CHECKING:
@@ -79,10 +80,19 @@ def send_chunk(ctx: AppContext, message: ChunkMessage) -> None:
     finish.finish_when_sent(ctx, run.id)
 
 
-def stop_reason(ctx: AppContext, run: Run) -> str | None:
-    """Why nothing more may be sent for this run (run cancelled, export or connection removed), if so."""
-    if ctx.runs.get_run(run.id).cancellation:
-        return "the run was cancelled"
+def stop_reason(ctx: AppContext, run: Run, cancelled_only: bool = False) -> str | None:
+    """Why nothing more may be sent for this run (run cancelled, export or connection removed), if so.
+
+    `cancelled_only` between two imports of a chunk: deleting an export or a connection cancels its
+    runs before it deletes anything (services/exports.py, services/connections.py), so the run row
+    alone says it, in one Table read instead of three; a chunk still checks all three as it starts.
+    """
+    cancellation = ctx.runs.get_run(run.id).cancellation
+    if cancellation:
+        why = cancellation.reason
+        return "the run was cancelled" + ("" if not why or why.startswith("cancelled by") else f" because {why}")
+    if cancelled_only:
+        return None
     if ctx.config.find_export(run.export_id) is None:
         return "the export was deleted, so nothing more is sent for it"
     if ctx.config.find_connection(run.connection_id) is None:
@@ -171,10 +181,11 @@ def _send_changes(ctx: AppContext, run: Run, claim: ChunkClaim, to_send: list[It
         if accepted.queued_contacts:
             outcomes.add(position, len(batch), accepted.batch_id)
         position, sent, rejected = position + len(batch), sent + accepted.queued_contacts, rejected + len(refused)
+        # An earlier import's outcome is read while the next bulk slot comes round; one checkpoint then
+        # records both (an outcome is written to the run's files before the checkpoint drops it).
+        outcomes.read_one_due()
         checkpoint()
-        if outcomes.read_one_due():  # while the next bulk slot comes round
-            checkpoint()
-    stop = outcomes.read_all(ctx.backoff.sleep, lambda: stop_reason(ctx, run))
+    stop = outcomes.read_all(ctx.backoff.sleep, lambda: stop_reason(ctx, run, cancelled_only=True))
     if stop:
         raise _Stop(f"{stop} ({sent} contacts of this chunk were sent before)")
     checkpoint()
@@ -320,20 +331,24 @@ def _import(ctx: AppContext, client: ActiveCampaignClient, budget: AccountBudget
             on_retry, list_action: str | None) -> tuple[ImportAccepted, list[tuple[Item, str]]]:
     """Send one batch; contacts ActiveCampaign refuses are taken out and the rest sent again.
 
-    Before each send, the stop check (Table reads: run cancelled, export or connection deleted)
-    runs between reserving the budget slot and the slot's time, so those reads overlap the wait
-    for the budget instead of adding to it. Raises _Stop when it names a reason; the slot
-    reserved for that send then goes unused, costing the account one interval once.
+    Before each send, the stop check (a Table read: the run cancelled, which deleting its export or
+    connection does too) runs between reserving the budget slot and the slot's time, so the read
+    overlaps the wait for the budget instead of adding to it. Raises _Stop when it names a reason;
+    the slot reserved for that send then goes unused, costing the account one interval once; so does
+    a slot the check made this sender miss by more than budget.py's LATE_TOLERANCE_SECONDS.
     """
     pending, refused = list(batch), []
     while pending:
         contacts = [item.contact for item in pending]
 
         def call(contacts=contacts):
-            slot = budget.reserve(budget.bulk_kind(len(contacts)))
-            reason = stop_reason(ctx, run)
+            kind = budget.bulk_kind(len(contacts))
+            slot = budget.reserve(kind)
+            reason = stop_reason(ctx, run, cancelled_only=True)
             if reason:
                 raise _Stop(reason)
+            if budget.too_late(slot):  # the stop check took longer than the slot's wait
+                slot = budget.reserve(kind)
             budget.wait_until(slot)
             return client.bulk_import(contacts, run.list_id, run.exclude_automations, list_action)
 
@@ -369,7 +384,7 @@ def _load_bucket(ctx: AppContext, run: Run, bucket: int) -> Bucket:
         except ResourceNotFoundError:
             raise Transient(f"part {name} is not readable yet") from None
         for line in data.splitlines():
-            record = json.loads(line)
+            record = compact_json.loads(line)
             if "present" in record:
                 loaded.present.add(record["present"])
                 continue

@@ -6,7 +6,6 @@ so a blob that fails leaves nothing half-sent: sending starts only once every bl
 """
 from __future__ import annotations
 
-import json
 import logging
 from typing import TYPE_CHECKING
 
@@ -22,6 +21,7 @@ from exports.run.files import BlockWriter, csv_line, part_name, segment_rejects_
 from exports.run.messages import SegmentMessage
 from exports.segments.mapping import Rejection, to_contact
 from exports.segments.readers import read_records
+from shared import compact_json
 from shared.secrets import SecretNotFound
 
 if TYPE_CHECKING:
@@ -103,7 +103,7 @@ def _split(ctx: AppContext, run: Run, segment: Segment) -> tuple[int, dict[str, 
             writer = parts.get(bucket)
             if writer is None:
                 writer = parts[bucket] = BlockWriter(container.get_blob_client(part_name(run.id, bucket, segment.index)))
-            writer.write(json.dumps(line, separators=(",", ":"), ensure_ascii=False).encode() + b"\n")
+            writer.write(compact_json.dumps(line) + b"\n")
             counts[bucket] += 1  # lines of the part: a worker reads the parts that have any
     except ResourceModifiedError:
         raise SegmentError(f"{segment.blob} changed after the run started (it no longer has ETag {segment.blob_etag}); "

@@ -20,6 +20,7 @@ from collections.abc import Mapping
 
 from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
 
+from shared import compact_json
 from shared.storage import delete_blobs
 
 # About 4,000 contacts (200 KB) a shard at a million. Fewer shards would make chunks of big segments
@@ -43,8 +44,7 @@ def state_id_of(hostname: str, list_id: str, columns: Mapping[str, str]) -> str:
 def digest(contact: Mapping[str, object], key: bytes) -> str:
     """A keyed hash of exactly what is sent for a contact. Keyed (the key is in the state's manifest),
     so a digest cannot be matched against guessed names or phone numbers without the key."""
-    canonical = json.dumps(contact, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.blake2b(canonical.encode("utf-8"), digest_size=DIGEST_BYTES, key=key).hexdigest()
+    return hashlib.blake2b(compact_json.dumps(contact, sort_keys=True), digest_size=DIGEST_BYTES, key=key).hexdigest()
 
 
 class SyncStateStore:

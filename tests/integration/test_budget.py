@@ -506,3 +506,64 @@ def test_a_throttling_answer_to_one_worker_pauses_every_worker_and_nothing_is_lo
         others = ledger.asked_after(returned, other_than=throttled_thread)
         assert others, "the other workers went on reserving after the pause began"
         assert all(slot >= until - EPSILON for slot in others), "every worker paused, not only the throttled one"
+
+
+# --- spacing adapts to throttling ------------------------------------------------------------------
+class _Clock:
+    def __init__(self, now: float):
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_throttled_budget_spaces_its_slots_wider_for_every_worker_and_narrows_again(tables):
+    """After penalize, every worker's slots are spaced wider (the stretch lives in the shared entity);
+    the stretch halves every half-life and doubles with each further throttling, within its cap."""
+    from azure.data.tables import TableServiceClient
+
+    from shared.ratelimit import MAX_STRETCH, STRETCH_HALF_LIFE_SECONDS, STRETCH_STEP
+
+    clock, name = _Clock(1_000_000.0), account()
+
+    def budget():  # a worker of its own each time, sharing only the entity
+        table = TableServiceClient.from_connection_string(tables).get_table_client(RATE_BUDGETS_TABLE)
+        return AccountBudget(table, name, 60, 1200, clock=clock, sleep=lambda seconds: None)
+
+    def bulk_gap(worker) -> float:
+        first = worker.reserve("bulk")
+        return worker.reserve("bulk") - first
+
+    rest = budget().bulk_interval
+    assert rest == pytest.approx(0.05 * 1.005)
+    assert bulk_gap(budget()) == pytest.approx(rest, rel=1e-4)
+    budget().penalize(2.0)
+    clock.now += 2.0
+    assert bulk_gap(budget()) == pytest.approx(0.05 * (1.005 + STRETCH_STEP), rel=1e-4)
+    clock.now += STRETCH_HALF_LIFE_SECONDS
+    assert bulk_gap(budget()) == pytest.approx(0.05 * (1.005 + STRETCH_STEP / 2), rel=1e-4)
+    budget().penalize(1.0)  # throttled again: twice the stretch it had decayed to, at least one step
+    clock.now += 1.0
+    assert bulk_gap(budget()) == pytest.approx(0.05 * (1.005 + STRETCH_STEP), rel=1e-4)
+    for _ in range(20):
+        clock.now += 10.0
+        budget().penalize(1.0)
+    clock.now += 1.0
+    assert bulk_gap(budget()) == pytest.approx(0.05 * (1.005 + MAX_STRETCH), rel=1e-3)
+    clock.now += 20 * STRETCH_HALF_LIFE_SECONDS
+    assert bulk_gap(budget()) == pytest.approx(rest, rel=1e-4)
+
+
+def test_a_sender_that_misses_its_slot_by_more_than_the_tolerance_is_told_to_take_another(tables):
+    from azure.data.tables import TableServiceClient
+
+    from exports.activecampaign.budget import LATE_TOLERANCE_SECONDS
+
+    clock = _Clock(2_000_000.0)
+    table = TableServiceClient.from_connection_string(tables).get_table_client(RATE_BUDGETS_TABLE)
+    budget = AccountBudget(table, account(), 5, 100, clock=clock)
+    slot = budget.reserve("bulk")
+    clock.now = slot + LATE_TOLERANCE_SECONDS * 0.9
+    assert not budget.too_late(slot)
+    clock.now = slot + LATE_TOLERANCE_SECONDS * 1.1
+    assert budget.too_late(slot)

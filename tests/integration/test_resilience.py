@@ -228,17 +228,20 @@ def test_deleting_the_export_mid_run_stops_sending(app):
     assert app.request("GET", f"/api/runs/{run_id}").status == 200, "its history stays readable"
 
 
-def test_workers_stop_between_batches_once_the_export_is_deleted(app, monkeypatch):
-    segment(app, "deleted-mid/", rows=3000, blobs=1, bad=False)
-    export, run_id = start(app, "deleted-mid/")
+@pytest.mark.parametrize("removed", ["export", "connection"])
+def test_workers_stop_between_batches_once_the_export_or_its_connection_is_deleted(app, monkeypatch, removed):
+    segment(app, f"deleted-mid-{removed}/", rows=3000, blobs=1, bad=False)
+    export, run_id = start(app, f"deleted-mid-{removed}/")
     real_import = ActiveCampaignClient.bulk_import
     sent = []
 
     def delete_after_two(self, contacts, list_id, *options):
         result = real_import(self, contacts, list_id, *options)
         sent.append(len(contacts))
-        if len(sent) == 2:
-            app.ctx.config.delete_export(export.id)
+        if len(sent) == 2:  # as an admin does it: through the management API
+            path = (f"/api/exports/{export.id}" if removed == "export"
+                    else f"/api/connections/{export.connectionId}?force=true")
+            assert app.request("DELETE", path).status == 200
         return result
 
     monkeypatch.setattr(ActiveCampaignClient, "bulk_import", delete_after_two)
@@ -247,5 +250,6 @@ def test_workers_stop_between_batches_once_the_export_is_deleted(app, monkeypatc
 
     assert len(sent) == 2
     assert status["sent"] == sum(sent)
-    assert status["status"] == "failed" and "the export was deleted" in status["errors"][0]
+    assert status["status"] == "cancelled"
+    assert f"the run was cancelled because the {removed} was deleted" in status["errors"][0]
     assert len(app.simulator.subscribed("3")) == sum(sent)

@@ -4,8 +4,11 @@ from __future__ import annotations
 import socket
 
 import pytest
+from email_validator import EmailNotValidError, validate_email
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from exports.segments.mapping import normalise_email, to_contact
+from exports.segments.mapping import checked_email, normalise_email, to_contact
 
 LIMIT = 255
 AC_KEYS = {"email", "first_name", "last_name", "phone"}
@@ -181,3 +184,35 @@ def test_the_reason_for_an_invalid_email_is_bounded():
     local_part = "".join(chr(0x100 + i) for i in range(3000))
     contact, reason = to_contact({"email": f"{local_part}@example.com"})
     assert contact is None and reason.startswith("email is not valid") and len(reason) < 300
+
+
+# The fast path must agree with email_validator on every address: same verdict, same spelling sent.
+_ADDRESS_PIECES = st.sampled_from(["a", "z", "0", "9", ".", "-", "_", "+", "'", "!", "~", "@", "xn--", "--",
+                                   "local", "test", "onion", "arpa", "com", "co", "é", " ", "1", "x" * 30])
+
+
+def _verdict(check, email):
+    try:
+        return check(email)
+    except EmailNotValidError:
+        return "invalid"
+
+
+def _validator(email):
+    return validate_email(email, check_deliverability=False, allow_smtputf8=False, allow_quoted_local=False,
+                          allow_domain_literal=False).ascii_email
+
+
+@settings(max_examples=3000, deadline=None)
+@given(st.lists(_ADDRESS_PIECES, min_size=1, max_size=14).map("".join))
+def test_the_plain_address_fast_path_agrees_with_email_validator(text):
+    assert _verdict(checked_email, text) == _verdict(_validator, text)
+
+
+@pytest.mark.parametrize("email", [
+    "a@b.co", "a@b.local", "a@b.test", "a@xn--bcher-kva.example", "a@ab--cd.com", "a@b.c0m", "a@b.c",
+    "a..b@c.com", ".a@c.com", "a.@c.com", "a@-b.com", "a@b-.com", "a@b..com", "a@" + "b" * 64 + ".com",
+    "a" * 65 + "@b.com", "a" * 64 + "@b.com", "a@" + ".".join(["b" * 63] * 4) + ".com", "a@b.com.",
+])
+def test_edge_addresses_get_the_validators_verdict(email):
+    assert _verdict(checked_email, email) == _verdict(_validator, email)
