@@ -1,19 +1,27 @@
-"""A rate budget shared by every process through Table storage: the generic cell rate algorithm.
+"""A rate budget shared by every process through Table storage: a schedule of reserved slots per cell.
 
 Why this mechanism: a limit that applies to an account of some remote API (and not to one
 process) cannot be kept by a limiter in one process when the Functions host runs the same
-function on several instances. Each budget is one entity holding, per named cell, the next free
-time; every grant moves the next free time of the cells it uses on by their interval. A worker
-reserves the next free slot with an ETag-conditional update, sleeps until it, then sends.
-Compared with a lease that lets one sender pace for all:
+function on several instances. Each budget is one entity holding, per named cell, the times
+already reserved from now on; a grant takes the earliest time that is at least the cell's spacing
+away from every reserved time of each cell it uses. A worker reserves its slot with an
+ETag-conditional update, sleeps until it, then sends. Compared with a lease that lets one sender
+pace for all:
 - nothing is held: a worker that dies after reserving wastes one slot (one interval) and no
   lease has to time out before the others go on;
 - slots are spaced evenly, so the remote side's sliding windows never see a burst, whatever the
   number of workers (N workers just queue up one interval apart);
-- when the remote side throttles anyway (another client of the same account), `penalize` moves
-  every cell past the pause it asked for, so every worker pauses once, together, and the
+- when the remote side throttles anyway (another client of the same account), `penalize` puts
+  every new slot past the pause it asked for, so every worker pauses once, together, and the
   schedule then continues at the ceiling by itself.
 The cost is one entity read and one conditional write per request.
+
+Why a schedule and not one "next free time" per cell: a request that uses two cells (a bulk
+import also counts as a request) may be reserved far ahead on the slower one. With a single next
+free time, that reservation would hold back every later request of the faster cell until then,
+and those requests would in turn push the next import further out: the slower cell's schedule
+then slips. With the reserved times kept, a request takes a free place before an import that is
+reserved further ahead, spaced from it as from any other.
 
 Spacing adapts to what the remote side says. Each cell's slots are spaced its interval times
 (1 + its margin + the budget's stretch): the margin is the cell's fixed floor, the stretch starts
@@ -21,10 +29,10 @@ at 0, is raised by every penalize (doubled, at least STRETCH_STEP, at most MAX_S
 every STRETCH_HALF_LIFE_SECONDS after that. A budget that is never throttled runs at its floors; a
 remote side whose clock or counting differs from ours widens the spacing for every worker at once,
 since the stretch lives in the shared entity.
-
 """
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Mapping
 
@@ -36,7 +44,9 @@ _TRIES = 100
 STRETCH_STEP = 0.01
 MAX_STRETCH = 0.10
 STRETCH_HALF_LIFE_SECONDS = 600.0
-_STRETCH, _STRETCHED_AT = "stretch", "stretchedAt"  # entity properties beside the cells
+# Entity properties beside the cells' schedules (which are named "<cell>Slots").
+_STRETCH, _STRETCHED_AT, _NOT_BEFORE = "stretch", "stretchedAt", "notBefore"
+_CLOSE = 1e-6  # slots are written as text with microseconds
 
 
 class RateBudgetBusy(RuntimeError):
@@ -44,8 +54,8 @@ class RateBudgetBusy(RuntimeError):
 
 
 class SharedRateBudget:
-    """`intervals` maps each cell (an entity property) to the seconds one grant of it takes at the
-    remote side's limit; `margins` to how much wider than that its slots are at least spaced."""
+    """`intervals` maps each cell to the seconds one grant of it takes at the remote side's limit;
+    `margins` to how much wider than that its slots are at least spaced."""
 
     def __init__(self, table_client, key: str, intervals: Mapping[str, float], margins: Mapping[str, float],
                  clock: Callable[[], float] = time.time, sleep: Callable[[float], None] = time.sleep):
@@ -54,6 +64,8 @@ class SharedRateBudget:
         self.intervals = dict(intervals)
         self.margins = {cell: margins.get(cell, 0.0) for cell in self.intervals}
         self._clock, self._sleep = clock, sleep
+        # The threads of one process take turns instead of racing each other for the entity's ETag.
+        self._turn = threading.Lock()
 
     def spacing(self, cell: str, stretch: float = 0.0) -> float:
         """Seconds between two slots of `cell` with the budget stretched by `stretch`."""
@@ -65,19 +77,22 @@ class SharedRateBudget:
         return stretch * 0.5 ** (max(0.0, now - entity.get(_STRETCHED_AT, now)) / STRETCH_HALF_LIFE_SECONDS) if stretch else 0.0
 
     def reserve(self, cells: tuple[str, ...]) -> float:
-        """Reserve the next slot free in every one of `cells`; returns its time."""
-        for _ in range(_TRIES):
-            entity, etag = self._read()
-            now = self._clock()
-            slot = max([now] + [entity.get(cell, 0.0) for cell in cells])
-            stretch = self.stretch(entity, now)
-            update = {"PartitionKey": self._key, "RowKey": _ROW,
-                      **{cell: slot + self.spacing(cell, stretch) for cell in cells}}
-            try:
-                self._table.update_entity(update, etag=etag, match_condition=MatchConditions.IfNotModified)
-                return slot
-            except ResourceModifiedError:
-                continue  # another worker took that slot: take the next one
+        """Reserve the earliest slot free in every one of `cells`; returns its time."""
+        with self._turn:
+            for _ in range(_TRIES):
+                entity, etag = self._read()
+                now = self._clock()
+                spacing = {cell: self.spacing(cell, self.stretch(entity, now)) for cell in cells}
+                # Times before now minus the spacing cannot constrain a slot from now on: dropped.
+                taken = {cell: [t for t in _slots(entity, cell) if t > now - spacing[cell]] for cell in cells}
+                slot = _earliest(max(now, entity.get(_NOT_BEFORE, 0.0)), taken, spacing)
+                update = {"PartitionKey": self._key, "RowKey": _ROW,
+                          **{_property(cell): _text(sorted(taken[cell] + [slot])) for cell in cells}}
+                try:
+                    self._table.update_entity(update, etag=etag, match_condition=MatchConditions.IfNotModified)
+                    return slot
+                except ResourceModifiedError:
+                    continue  # another worker reserved meanwhile: look again
         raise RateBudgetBusy(f"could not reserve a slot of the budget {self._key}")
 
     def wait_until(self, slot: float) -> None:
@@ -88,21 +103,21 @@ class SharedRateBudget:
             self._sleep(delay)
 
     def penalize(self, pause_seconds: float) -> None:
-        """The remote side throttled: no worker uses any cell of this budget before the pause is over, and
+        """The remote side throttled: no worker gets a slot of this budget before the pause is over, and
         slots are spaced wider from then on (the stretch).
 
-        Several workers throttled by the same burst each call this; the ones that find every cell
-        already past their pause leave the stretch as the first of them set it, so one burst widens
-        the spacing once."""
+        Several workers throttled by the same burst each call this; the ones that find the budget
+        already paused past their own pause leave the stretch as the first of them set it, so one
+        burst widens the spacing once."""
         now = self._clock()
         until = now + pause_seconds
         for _ in range(_TRIES):
             entity, etag = self._read()
-            if all(entity.get(cell, 0.0) >= until for cell in self.intervals):
+            if entity.get(_NOT_BEFORE, 0.0) >= until:
                 return
             stretch = min(MAX_STRETCH, max(STRETCH_STEP, 2 * self.stretch(entity, now)))
             update = {"PartitionKey": self._key, "RowKey": _ROW, _STRETCH: stretch, _STRETCHED_AT: now,
-                      **{cell: max(entity.get(cell, 0.0), until) for cell in self.intervals}}
+                      _NOT_BEFORE: until}
             try:
                 self._table.update_entity(update, etag=etag, match_condition=MatchConditions.IfNotModified)
                 return
@@ -116,7 +131,32 @@ class SharedRateBudget:
                 return entity, entity.metadata["etag"]
             except ResourceNotFoundError:
                 try:
-                    self._table.create_entity({"PartitionKey": self._key, "RowKey": _ROW,
-                                               **{cell: 0.0 for cell in self.intervals}})
+                    self._table.create_entity({"PartitionKey": self._key, "RowKey": _ROW, _NOT_BEFORE: 0.0})
                 except ResourceExistsError:
                     pass
+
+
+def _earliest(start: float, taken: Mapping[str, list[float]], spacing: Mapping[str, float]) -> float:
+    """The earliest time from `start` at least each cell's spacing away from every time taken in it.
+
+    The answer is `start` or one spacing after a taken time (the end of a gap); the latest of those
+    is always free, so there is an answer."""
+    candidates = sorted({start, *(t + spacing[cell] for cell, times in taken.items() for t in times
+                                  if t + spacing[cell] > start)})
+    for candidate in candidates:
+        if all(abs(candidate - t) >= spacing[cell] - _CLOSE for cell, times in taken.items() for t in times):
+            return candidate
+    raise AssertionError("unreachable: the last candidate is free")
+
+
+def _property(cell: str) -> str:
+    return f"{cell}Slots"
+
+
+def _slots(entity: Mapping, cell: str) -> list[float]:
+    text = entity.get(_property(cell)) or ""
+    return [float(t) for t in text.split(",") if t]
+
+
+def _text(slots: list[float]) -> str:
+    return ",".join(f"{t:.6f}" for t in slots)

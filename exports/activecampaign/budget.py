@@ -24,9 +24,8 @@ BULK_MARGIN = 0.005
 REQUEST_MARGIN = 0.03
 LATE_TOLERANCE_SECONDS = BULK_MARGIN * 60.0 / 2
 SINGLE_CONTACT_IMPORTS_PER_MINUTE = 20
-# The cells (entity properties) each kind of request takes a slot of.
-_CELLS = {"request": ("nextRequestAt",), "bulk": ("nextRequestAt", "nextBulkAt"),
-          "single": ("nextRequestAt", "nextBulkAt", "nextSingleAt")}
+# The cells each kind of request takes a slot of.
+_CELLS = {"request": ("requests",), "bulk": ("requests", "imports"), "single": ("requests", "imports", "singleImports")}
 
 
 class AccountBudget:
@@ -35,14 +34,14 @@ class AccountBudget:
         self._clock = clock
         self._shared = SharedRateBudget(
             table_client, hostname,
-            {"nextRequestAt": 1.0 / requests_per_second, "nextBulkAt": 60.0 / bulk_per_minute,
-             "nextSingleAt": 60.0 / SINGLE_CONTACT_IMPORTS_PER_MINUTE},
-            {"nextRequestAt": REQUEST_MARGIN, "nextBulkAt": BULK_MARGIN, "nextSingleAt": BULK_MARGIN},
+            {"requests": 1.0 / requests_per_second, "imports": 60.0 / bulk_per_minute,
+             "singleImports": 60.0 / SINGLE_CONTACT_IMPORTS_PER_MINUTE},
+            {"requests": REQUEST_MARGIN, "imports": BULK_MARGIN, "singleImports": BULK_MARGIN},
             clock=clock, sleep=sleep)
         # Spacing while never throttled (the budget's floor).
-        self.request_interval = self._shared.spacing("nextRequestAt")
-        self.bulk_interval = self._shared.spacing("nextBulkAt")
-        self.single_interval = self._shared.spacing("nextSingleAt")
+        self.request_interval = self._shared.spacing("requests")
+        self.bulk_interval = self._shared.spacing("imports")
+        self.single_interval = self._shared.spacing("singleImports")
 
     @staticmethod
     def bulk_kind(contacts: int) -> str:

@@ -567,3 +567,24 @@ def test_a_sender_that_misses_its_slot_by_more_than_the_tolerance_is_told_to_tak
     assert not budget.too_late(slot)
     clock.now = slot + LATE_TOLERANCE_SECONDS * 1.1
     assert budget.too_late(slot)
+
+
+def test_a_request_takes_a_free_place_before_imports_reserved_ahead_and_the_imports_keep_their_pace(tables):
+    """Eight workers have reserved their imports' slots ahead; as each sends, it reads an earlier import's
+    outcome. The read goes at once, between imports reserved ahead, instead of after the last of them,
+    and the next import comes one interval after the last reserved: the imports' schedule does not slip."""
+    from azure.data.tables import TableServiceClient
+
+    clock = _Clock(3_000_000.0)
+    table = TableServiceClient.from_connection_string(tables).get_table_client(RATE_BUDGETS_TABLE)
+    budget = AccountBudget(table, account(), 60, 1200, clock=clock)
+    imports = [budget.reserve("bulk") for _ in range(8)]
+    reads = []
+    for n in range(8):
+        clock.now = imports[n] + 0.001  # worker n sent its import; now it reads an outcome, then reserves again
+        reads.append(budget.reserve("request"))
+        imports.append(budget.reserve("bulk"))
+    assert all(imports[n] < read < imports[n + 1] for n, read in enumerate(reads)), (imports, reads)
+    assert_spaced(imports, budget.bulk_interval)
+    assert imports[-1] - imports[0] == pytest.approx(15 * budget.bulk_interval, abs=1e-5), "the imports kept their pace"
+    assert_spaced(sorted(imports + reads), budget.request_interval)
