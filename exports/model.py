@@ -447,7 +447,8 @@ class PendingImport:
 
 @dataclass(frozen=True)
 class Chunk(Piece):
-    """One bucket of the run's contacts, sent by one worker with a checkpoint after every batch."""
+    """One bucket of the run's contacts, sent by one worker with a checkpoint after every batch; or the
+    run's remainder chunk (bucket REMAINDER_BUCKET): what the others left of a last, partly filled import."""
 
     bucket: int = 0
     records: int = 0  # contacts the splitters put in the bucket, duplicates included
@@ -472,6 +473,14 @@ class Chunk(Piece):
     @property
     def state(self) -> ChunkStatus:
         return ChunkStatus(self.status)
+
+    @property
+    def remainder(self) -> bool:
+        return self.bucket == REMAINDER_BUCKET
+
+
+# The bucket of a run's remainder chunk (exports/run/remainder.py): no bucket of the segment.
+REMAINDER_BUCKET = -1
 
 
 @dataclass(frozen=True)

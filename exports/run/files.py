@@ -2,6 +2,7 @@
 
 <run id>/parts/b<bucket>/s<segment>.jsonl   contacts one segment blob put in one bucket
 <run id>/parts/undelivered/c<chunk>-...     emails of a batch ActiveCampaign did not take (kept out of the sync state)
+<run id>/parts/remainders/c<chunk>.jsonl    a chunk's contacts left to the remainder chunk (exports/run/remainder.py)
 <run id>/rejects/...                        rejected rows, one part per segment blob, refused or failed batch
 <run id>/rejects.csv                        every part joined once the run finishes
 <run id>/preview/c<chunk>.csv               a dry run's actions, one part per chunk
@@ -29,6 +30,14 @@ def parts_prefix(run_id: str) -> str:
 
 def part_name(run_id: str, bucket: int, segment: int) -> str:
     return f"{parts_prefix(run_id)}b{bucket:05d}/s{segment:05d}.jsonl"
+
+
+def remainders_prefix(run_id: str) -> str:
+    return f"{parts_prefix(run_id)}remainders/"
+
+
+def remainder_name(run_id: str, chunk: int) -> str:
+    return f"{remainders_prefix(run_id)}c{chunk:05d}.jsonl"
 
 
 def rejects_prefix(run_id: str) -> str:

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from azure.core.exceptions import AzureError
 
 from exports.model import ChunkStatus, Phase, Run, RunStatus, RunView, SegmentStatus, Totals
-from exports.run import leavers
+from exports.run import leavers, remainder
 from exports.run.files import (
     PREVIEW_HEADER,
     REJECTS_HEADER,
@@ -41,7 +41,9 @@ def finish_when_sent(ctx: AppContext, view: RunView | str) -> None:
         view = ctx.runs.view(view)
     if view.final:
         return
-    if view.run.phase is Phase.SENDING and all(chunk.state.final for chunk in view.chunks):
+    if view.run.phase is Phase.SENDING and all(chunk.state.final for chunk in view.chunks if not chunk.remainder):
+        if remainder.queue_remainder_chunk(ctx, view):
+            return  # the run moves on once that is done too
         if not leavers.after_sending(ctx, view):
             finish(ctx, view)
     elif view.run.phase is Phase.LEAVING:

@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
@@ -31,7 +31,7 @@ from exports.activecampaign.budget import AccountBudget
 from exports.activecampaign.client import ActiveCampaignClient, ImportAccepted
 from exports.errors import Fatal, ImportRejected, KeyRejected, RunNotFound, Transient
 from exports.model import Chunk, Leavers, Run, RunMode
-from exports.run import finish
+from exports.run import finish, remainder
 from exports.run.account import check_list
 from exports.run.batching import Item, batches
 from exports.run.buckets import shards_of
@@ -73,7 +73,7 @@ def send_chunk(ctx: AppContext, message: ChunkMessage) -> None:
     chunk = ctx.runs.get_chunk(run.id, message.chunk, message.leaving)
     if not (chunk.state.final or run.final):
         try:
-            (_leave if chunk.leaving else _send)(ctx, run, chunk)
+            (_leave if chunk.leaving else _send_remainder if chunk.remainder else _send)(ctx, run, chunk)
         except Superseded:
             log.info("chunk %s of run %s was taken over by another delivery", chunk.index, run.id)
             return
@@ -127,10 +127,38 @@ def _send(ctx: AppContext, run: Run, chunk: Chunk) -> None:
         _write_preview(ctx, run, chunk.index, bucket, comparison)
         claim.succeed()
         return
+    to_send, left_over = comparison.to_send(bucket.items), []
+    if remainder.has_remainder_chunk(run):
+        to_send, left_over = remainder.cut(to_send)
     with _failing_the_piece(ctx, run, chunk):
-        warning = _send_changes(ctx, run, claim, comparison.to_send(bucket.items))
+        warning = _send_changes(ctx, run, claim, to_send)
+        if left_over:
+            remainder.leave_remainder(ctx, run, chunk.index, len(to_send), left_over)
         claim.start_commit(warning)
         _commit(ctx, run, chunk.index, bucket, shards, state)
+        claim.succeed(warning)
+
+
+def _send_remainder(ctx: AppContext, run: Run, chunk: Chunk) -> None:
+    """The run's remainder chunk: every chunk's remainder sent in whole imports, then recorded in the state."""
+    reason = stop_reason(ctx, run)
+    if reason:
+        fail_chunk(ctx, run.id, chunk.index, reason)
+        return
+    items = remainder.gathered(ctx, run)
+    claim = ctx.runs.claim_chunk(run.id, chunk.index, uuid.uuid4().hex, 0, 0)  # its contacts are counted by their chunks
+    with _failing_the_piece(ctx, run, chunk):
+        warning = claim.before.error
+        if not claim.before.committing:
+            warning = _send_changes(ctx, run, claim, items)
+            claim.start_commit(warning)
+        delivered = remainder.by_shard_delivered(items, read_undelivered(ctx, run.id, chunk.index))
+        shards = sorted(delivered)
+        for start in range(0, len(shards), _STATE_THREADS):  # a few shards at a time: memory stays bounded
+            group = shards[start:start + _STATE_THREADS]
+            state = _StateOfRun(ctx, run, group)
+            state.write({shard: remainder.delivered_state(state.read(shard), delivered[shard], state.key)
+                         for shard in group})
         claim.succeed(warning)
 
 
@@ -169,6 +197,9 @@ def _send_changes(ctx: AppContext, run: Run, claim: ChunkClaim, to_send: list[It
 
     warnings = []
     for batch in batches(to_send, position, run.list_id, run.exclude_automations, list_action):
+        # An earlier import's outcome is read first, then this batch is sent; one checkpoint then records
+        # both, right after the send (an outcome is written to the run's files before a checkpoint drops it).
+        outcomes.read_one_due()
         try:
             accepted, refused = _import(ctx, client, budget, batch, run, on_retry, list_action)
         except _Stop as stop:
@@ -181,9 +212,6 @@ def _send_changes(ctx: AppContext, run: Run, claim: ChunkClaim, to_send: list[It
         if accepted.queued_contacts:
             outcomes.add(position, len(batch), accepted.batch_id)
         position, sent, rejected = position + len(batch), sent + accepted.queued_contacts, rejected + len(refused)
-        # An earlier import's outcome is read while the next bulk slot comes round; one checkpoint then
-        # records both (an outcome is written to the run's files before the checkpoint drops it).
-        outcomes.read_one_due()
         checkpoint()
     stop = outcomes.read_all(ctx.backoff.sleep, lambda: stop_reason(ctx, run, cancelled_only=True))
     if stop:
@@ -251,7 +279,7 @@ class _StateOfRun:
     contacts are spread over every shard, from waiting on hundreds of blob requests in a row.
     """
 
-    def __init__(self, ctx: AppContext, run: Run, shards: range):
+    def __init__(self, ctx: AppContext, run: Run, shards: Iterable[int]):
         self._ctx, self._run = ctx, run
         self.key = ctx.sync.key(run.export_id, run.state_id)
         existing = sorted(set(shards) & ctx.sync.existing_shards(run.export_id, run.state_id))

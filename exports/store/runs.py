@@ -15,7 +15,7 @@ import json
 from collections.abc import Callable
 
 from azure.core import MatchConditions
-from azure.core.exceptions import HttpResponseError, ResourceModifiedError, ResourceNotFoundError
+from azure.core.exceptions import HttpResponseError, ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
 from azure.data.tables import TableServiceClient, UpdateMode
 
 from exports.errors import PieceNotFound, RunNotFound
@@ -70,6 +70,13 @@ class RunStore:
     def add_chunks(self, chunks: list[Chunk]) -> None:
         """Planned chunks; upserted, so a planner that crashed and is redelivered writes the same rows again."""
         self._insert([_chunk_entity(c) for c in chunks], operation="upsert")
+
+    def add_chunk_once(self, chunk: Chunk) -> None:
+        """A chunk that several workers may decide to add at once: the first one's row stands."""
+        try:
+            self._table.create_entity(_chunk_entity(chunk))
+        except ResourceExistsError:
+            pass
 
     def _insert(self, rows: list[dict], operation: str) -> None:
         for start in range(0, len(rows), _TRANSACTION_ROWS):
