@@ -1,0 +1,96 @@
+"""The remainder chunk (exports/run/remainder.py): a run of several chunks sends whole imports but its last,
+and the sync state records exactly what ActiveCampaign took, whatever becomes of the remainder chunk."""
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+
+import pytest
+
+from exports.activecampaign.client import MAX_CONTACTS_PER_IMPORT, ActiveCampaignClient
+from exports.store.runs import RunStore
+from tests.integration.test_sync import expected_state, people, run, state_of, upload
+
+MAPPING = {"email": "Email", "firstName": "First Name", "lastName": "Last Name"}
+
+
+@pytest.fixture
+def import_sizes(monkeypatch) -> list[int]:
+    """The number of contacts of every bulk import the app sends (the real call goes through)."""
+    sizes, real = [], ActiveCampaignClient.bulk_import
+
+    def recording(self, contacts, *args, **kwargs):
+        sizes.append(len(contacts))
+        return real(self, contacts, *args, **kwargs)
+
+    monkeypatch.setattr(ActiveCampaignClient, "bulk_import", recording)
+    return sizes
+
+
+def test_a_run_of_many_chunks_sends_whole_imports_but_its_last_and_records_every_contact(app, import_sizes):
+    app.ctx.settings = replace(app.ctx.settings, chunk_size=400)
+    export = app.export(prefix="remainder/", mapping=MAPPING)
+    profiles = people(4321)
+    upload(app, "remainder/", profiles)
+
+    status = run(app, export.id)
+
+    buckets = app.ctx.runs.get_run(status["runId"]).buckets
+    assert buckets > 5
+    assert status["status"] == "succeeded" and status["sent"] == 4321
+    assert status["chunks"]["total"] == buckets + 1, "every bucket's chunk, and the remainder chunk"
+    assert len(import_sizes) == math.ceil(4321 / MAX_CONTACTS_PER_IMPORT)
+    assert sorted(import_sizes)[1:] == [MAX_CONTACTS_PER_IMPORT] * (len(import_sizes) - 1)
+    assert app.simulator.subscribed("3") == set(profiles)
+    assert state_of(app, status["runId"]) == expected_state(app, status["runId"], profiles)
+
+    again = run(app, export.id)
+    assert again["status"] == "succeeded" and again["sent"] == 0 and again["unchanged"] == 4321
+    assert again["chunks"]["total"] == buckets, "nothing was left over, so no remainder chunk"
+
+
+def test_a_run_cancelled_before_its_remainder_chunk_sends_it_next_time(app, import_sizes, monkeypatch):
+    app.ctx.settings = replace(app.ctx.settings, chunk_size=400)
+    export = app.export(prefix="remainder-cancel/", mapping=MAPPING)
+    profiles = people(3000)
+    upload(app, "remainder-cancel/", profiles)
+    response = app.start(export.id)
+    run_id = response.body["runId"]
+    real_add = RunStore.add_chunk_once
+
+    def cancel_as_it_is_added(store, chunk):  # an admin cancels just as the last bucket's chunk is done
+        real_add(store, chunk)
+        assert app.request("POST", f"/api/runs/{run_id}/cancel").status == 200
+
+    monkeypatch.setattr(RunStore, "add_chunk_once", cancel_as_it_is_added)
+    cancelled = app.drain(run_id)
+
+    sent = sum(import_sizes)
+    view = app.ctx.runs.view(run_id)
+    assert cancelled["status"] == "cancelled" and cancelled["sent"] == sent
+    assert [chunk.state.value for chunk in view.chunks if chunk.remainder] == ["failed"]
+    assert 0 < sent < 3000 and sent % MAX_CONTACTS_PER_IMPORT == 0, "only the chunks' whole imports went"
+    recorded = state_of(app, run_id)
+    assert len(recorded) == sent and set(recorded) == app.simulator.subscribed("3")
+
+    monkeypatch.setattr(RunStore, "add_chunk_once", real_add)
+    import_sizes.clear()
+    after = run(app, export.id)
+    assert after["status"] == "succeeded" and after["added"] == 3000 - sent and after["sent"] == 3000 - sent
+    assert state_of(app, after["runId"]) == expected_state(app, after["runId"], profiles)
+
+
+def test_contacts_activecampaign_fails_in_the_remainder_chunk_are_rejected_and_kept_out_of_the_state(app):
+    app.ctx.settings = replace(app.ctx.settings, chunk_size=400)
+    export = app.export(prefix="remainder-failed/", mapping=MAPPING)
+    profiles = people(2600)
+    upload(app, "remainder-failed/", profiles)
+    app.simulator.reject_emails = set(profiles)  # ActiveCampaign reports every contact failed once processed
+    first = run(app, export.id)
+    assert first["status"] == "completed_with_errors" and first["rejected"] == 2600
+    assert state_of(app, first["runId"]) == {}
+
+    app.simulator.reject_emails = None
+    second = run(app, export.id)
+    assert second["status"] == "succeeded" and second["added"] == 2600 and second["sent"] == 2600
+    assert state_of(app, second["runId"]) == expected_state(app, second["runId"], profiles)
