@@ -159,11 +159,15 @@ def own_usage() -> dict:
     return {"cpu_seconds": round(usage.ru_utime + usage.ru_stime, 2), "peak_rss_mb": peak_mb, "ru_maxrss_mb": ru_maxrss_mb}
 
 
-def export_with_workers(env: dict, ctx, export_id: str, workers: int, deadline_seconds: float) -> tuple[dict, list[dict], float]:
-    """One run of the export drained by `workers` processes: its status, each process's report, wall seconds."""
+def export_with_workers(env: dict, ctx, export_id: str, workers: int, deadline_seconds: float,
+                        began_at: list | None = None) -> tuple[dict, list[dict], float]:
+    """One run of the export drained by `workers` processes: its status, each process's report, wall seconds.
+    `began_at` gets the run's start (time.monotonic(), the simulator's clock for its request times)."""
     from tests.support.driving import start_run
 
     began = time.monotonic()
+    if began_at is not None:
+        began_at.append(began)
     run_id = start_run(ctx, export_id, trigger="cli")
     pool = Workers(env, run_id, workers, deadline_seconds).start()
     try:

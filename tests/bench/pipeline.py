@@ -53,7 +53,9 @@ def run(rows: int = 1_000_000, blobs: int = 10, workers: int = 3, deadline_secon
         export_id = create_export(ctx, "pipeline.api-us1.com", "pipeline/")
         azurite_cpu_before = process_cpu_seconds(azurite._process.pid)
         harness_cpu_before = own_usage()["cpu_seconds"]
-        status, reports, wall = export_with_workers(env, ctx, export_id, workers, deadline_seconds)
+        began_at: list[float] = []
+        status, reports, wall = export_with_workers(env, ctx, export_id, workers, deadline_seconds, began_at)
+        stamps = simulator.bulk_timestamps()
         azurite_cpu = process_cpu_seconds(azurite._process.pid)
         harness = own_usage()
         stats = simulator.stats()
@@ -66,6 +68,9 @@ def run(rows: int = 1_000_000, blobs: int = 10, workers: int = 3, deadline_secon
             "benchmark": "pipeline", "profiles": rows, "blobs": blobs, "worker_processes": workers,
             "status": status["status"], "sent": status["sent"], "chunks": status["chunks"]["total"],
             "list_exact": list_exact, "bulk_requests": stats["bulk_requests"],
+            # The split must end before the first import: the time to the first contact sent is the split's.
+            "seconds_to_first_contact_sent": round(stamps[0] - began_at[0], 1) if stamps else None,
+            "split_on_processes": sum(1 for report in reports if report.get("split_messages")),
             "throttled": stats["throttled_429"] + stats["throttled_bulk"],
             "wall_seconds": round(wall, 1),
             "profiles_per_second": round(rows / wall) if wall else None,

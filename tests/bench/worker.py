@@ -4,7 +4,7 @@
 
 It drains the segment and chunk queues (one message at a time per thread; `concurrency` threads
 stand for host.json's batchSize) until the run is final or the deadline passes, then prints one
-JSON line: pid, CPU seconds, peak resident memory, messages handled.
+JSON line: pid, CPU seconds, peak resident memory, messages handled (and how many were blobs to split).
 """
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ def main(argv: list[str]) -> int:
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(asctime)s worker %(levelname)s %(message)s")
     from exports.context import set_context
     from exports.local_host import DRAIN_ORDER, LocalQueueHost, QueueSettings
-    from exports.names import CHUNKS_QUEUE
+    from exports.names import CHUNKS_QUEUE, SEGMENTS_QUEUE
     from function_app import app
     from tests.bench.harness import context, own_usage
 
@@ -32,7 +32,7 @@ def main(argv: list[str]) -> int:
     host_settings = QueueSettings.from_host_json()
     one_at_a_time = QueueSettings(host_settings.max_dequeue_count, host_settings.retry_delay_seconds, batch_size=1)
     deadline, run_id = float(spec["deadline"]), spec["run_id"]
-    handled, chunk_seconds = [], []
+    handled, chunk_seconds, splits = [], [], []
     final = threading.Event()
 
     def loop():
@@ -45,6 +45,8 @@ def main(argv: list[str]) -> int:
                 handled_now = host.step((name,))
                 if name == CHUNKS_QUEUE and handled_now:
                     chunk_seconds.append(time.monotonic() - began)
+                if name == SEGMENTS_QUEUE and handled_now:
+                    splits.append(handled_now)
                 done += handled_now
             count += done
             if not done:
@@ -61,7 +63,7 @@ def main(argv: list[str]) -> int:
         thread.join()
     chunk_seconds.sort()
     print(json.dumps({"pid": os.getpid(), **own_usage(), "messages": sum(handled), "finished": final.is_set(),
-                      "chunk_seconds": chunk_seconds}), flush=True)
+                      "split_messages": sum(splits), "chunk_seconds": chunk_seconds}), flush=True)
     return 0
 
 
