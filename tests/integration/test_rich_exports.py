@@ -203,9 +203,11 @@ def test_a_per_export_schedule_starts_it_once_per_occurrence_whatever_the_ticks(
     segment(app, "rich-cron/", [(f"p{n}@example.com",) + ("",) * (len(HEADER) - 1) for n in range(10)])
     export = save(app, "rich-cron/", {}, schedule="0  */15 * * * *")
     assert export["schedule"] == "0 */15 * * * *"
-    other = save(app, "rich-cron/", {}, displayName="Daily")  # on EXPORT_SCHEDULE, 03:00 UTC
     set_at = parse_timestamp(app.ctx.config.get_export(export["id"]).scheduleSetAt)
     first = set_at.replace(minute=15 * (set_at.minute // 15), second=0, microsecond=0) + timedelta(minutes=15)
+    # Daily, twelve hours away from the ticks below (a fixed hour such as EXPORT_SCHEDULE's 03:00 UTC would
+    # fall inside them when the test runs a few hours before it).
+    other = save(app, "rich-cron/", {}, displayName="Daily", schedule=f"0 0 {(first.hour + 12) % 24} * * *")
 
     assert export["id"] not in start_scheduled_runs(app.ctx, now=first - timedelta(seconds=1)), "not due yet"
     started = start_scheduled_runs(app.ctx, now=first + timedelta(seconds=20))
