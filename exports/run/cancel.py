@@ -11,7 +11,7 @@ import logging
 from typing import TYPE_CHECKING
 
 from exports.errors import Conflict, RunFinished
-from exports.model import ChunkStatus, RunStatus, RunView
+from exports.model import Cancellation, ChunkStatus, RunStatus, RunView
 from exports.run import finish
 
 if TYPE_CHECKING:
@@ -19,6 +19,17 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 CANCELLED_BEFORE_SENDING = "the run was cancelled before this chunk was sent"
+
+
+def by_person(actor: str) -> str:
+    """The reason recorded when a person cancels a run (other reasons say what removed its export or connection)."""
+    return f"cancelled by {actor}"
+
+
+def stop_text(cancellation: Cancellation) -> str:
+    """What a chunk stopped by the cancellation says: the reason too, unless it only names who cancelled."""
+    why = cancellation.reason
+    return "the run was cancelled" + ("" if not why or why == by_person(cancellation.requested_by) else f" because {why}")
 
 
 def cancel_run(ctx: AppContext, run_id: str, actor: str, reason: str) -> RunView:

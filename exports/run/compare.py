@@ -116,6 +116,15 @@ def next_state(old: Mapping[str, str], items: Iterable[Item], present: Collectio
     return state
 
 
+def delivered_state(old: Mapping[str, str], delivered: Iterable[Item], key: bytes) -> dict[str, str]:
+    """One shard's state once the remainder chunk's contacts ActiveCampaign took are recorded, with the digest
+    of what was sent (as next_state records a chunk's own); the shard's other entries stay as they are."""
+    state = dict(old)
+    for item in delivered:
+        state[item.contact["email"]] = digest(item.contact, key)
+    return state
+
+
 def leaver_state(old: Mapping[str, str], done: Collection[str], unsubscribed: bool) -> dict[str, str]:
     """One shard's state after the leaver pass: each leaver it acted on is marked unsubscribed, or (its
     membership field cleared) no longer the export's; the others stay, for the next run to try again."""

@@ -36,7 +36,8 @@ log = logging.getLogger(__name__)
 
 def finish_when_sent(ctx: AppContext, view: RunView | str) -> None:
     """Move the run on when every piece of its phase is final (pass a view already read, or the run id): after
-    the chunks, the leaver pass (or the guardrail's hold), else the end; after the leaver pass, the end."""
+    the buckets' chunks, the remainder chunk if they left any; then the leaver pass (or the guardrail's hold),
+    else the end; after the leaver pass, the end."""
     if isinstance(view, str):
         view = ctx.runs.view(view)
     if view.final:

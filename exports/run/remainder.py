@@ -26,7 +26,6 @@ from exports.run.batching import Item
 from exports.run.compare import by_shard
 from exports.run.files import BlockWriter, remainder_name, remainders_prefix
 from exports.run.outcomes import write_undelivered
-from exports.store.sync_state import digest
 from shared import compact_json
 
 if TYPE_CHECKING:
@@ -97,11 +96,3 @@ def by_shard_delivered(items: Iterable[Item], undelivered: set[str]) -> dict[int
     return by_shard((item for item in items if item.contact["email"] not in undelivered),
                     lambda item: item.contact["email"])
 
-
-def delivered_state(old: dict[str, str], delivered: Iterable[Item], key: bytes) -> dict[str, str]:
-    """One shard's state once the remainder chunk's contacts that ActiveCampaign took are recorded (with the
-    digest of what was sent, as a chunk's commit records its own); applied twice, it changes nothing."""
-    state = dict(old)
-    for item in delivered:
-        state[item.contact["email"]] = digest(item.contact, key)
-    return state

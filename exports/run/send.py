@@ -31,11 +31,11 @@ from exports.activecampaign.budget import AccountBudget
 from exports.activecampaign.client import ActiveCampaignClient, ImportAccepted
 from exports.errors import Fatal, ImportRejected, KeyRejected, RunNotFound, Transient
 from exports.model import Chunk, Leavers, Run, RunMode
-from exports.run import finish, remainder
+from exports.run import cancel, finish, remainder
 from exports.run.account import check_list
 from exports.run.batching import Item, batches
 from exports.run.buckets import shards_of
-from exports.run.compare import Action, Bucket, by_shard, compare, leaver_state, next_state
+from exports.run.compare import Action, Bucket, by_shard, compare, delivered_state, leaver_state, next_state
 from exports.run.files import (
     PREVIEW_HEADER,
     PREVIEW_JSON_COLUMNS,
@@ -89,8 +89,7 @@ def stop_reason(ctx: AppContext, run: Run, cancelled_only: bool = False) -> str 
     """
     cancellation = ctx.runs.get_run(run.id).cancellation
     if cancellation:
-        why = cancellation.reason
-        return "the run was cancelled" + ("" if not why or why.startswith("cancelled by") else f" because {why}")
+        return cancel.stop_text(cancellation)
     if cancelled_only:
         return None
     if ctx.config.find_export(run.export_id) is None:
@@ -153,12 +152,11 @@ def _send_remainder(ctx: AppContext, run: Run, chunk: Chunk) -> None:
             warning = _send_changes(ctx, run, claim, items)
             claim.start_commit(warning)
         delivered = remainder.by_shard_delivered(items, read_undelivered(ctx, run.id, chunk.index))
-        shards = sorted(delivered)
+        shards, existing = sorted(delivered), ctx.sync.existing_shards(run.export_id, run.state_id)
         for start in range(0, len(shards), _STATE_THREADS):  # a few shards at a time: memory stays bounded
             group = shards[start:start + _STATE_THREADS]
-            state = _StateOfRun(ctx, run, group)
-            state.write({shard: remainder.delivered_state(state.read(shard), delivered[shard], state.key)
-                         for shard in group})
+            state = _StateOfRun(ctx, run, group, existing)
+            state.write({shard: delivered_state(state.read(shard), delivered[shard], state.key) for shard in group})
         claim.succeed(warning)
 
 
@@ -279,10 +277,13 @@ class _StateOfRun:
     contacts are spread over every shard, from waiting on hundreds of blob requests in a row.
     """
 
-    def __init__(self, ctx: AppContext, run: Run, shards: Iterable[int]):
+    def __init__(self, ctx: AppContext, run: Run, shards: Iterable[int], existing: set[int] | None = None):
+        """`existing`: the state's shards, when the caller listed them already."""
         self._ctx, self._run = ctx, run
         self.key = ctx.sync.key(run.export_id, run.state_id)
-        existing = sorted(set(shards) & ctx.sync.existing_shards(run.export_id, run.state_id))
+        if existing is None:
+            existing = ctx.sync.existing_shards(run.export_id, run.state_id)
+        existing = sorted(set(shards) & existing)
         self._shards = {shard: {} for shard in shards}
         self._shards.update(zip(existing, _in_parallel(self._read, existing), strict=True))
 

@@ -199,7 +199,7 @@ def _report(ctx: AppContext, run_id: str, kind: str, name: str, not_found: type[
 def cancel_run(ctx: AppContext, caller: Caller, run_id: str) -> dict:
     """The run's status document after the request: still running until its workers reach their next batch."""
     access.run_for(ctx, caller, run_id)
-    return status_document(cancel.cancel_run(ctx, run_id, caller.name, reason=f"cancelled by {caller.name}"))
+    return status_document(cancel.cancel_run(ctx, run_id, caller.name, reason=cancel.by_person(caller.name)))
 
 
 def approve_run(ctx: AppContext, caller: Caller, run_id: str) -> dict:
