@@ -35,16 +35,18 @@ log = logging.getLogger(__name__)
 
 
 def finish_when_sent(ctx: AppContext, view: RunView | str) -> None:
-    """Move the run on when every piece of its phase is final (pass a view already read, or the run id): after
-    the buckets' chunks, the remainder chunk if they left any; then the leaver pass (or the guardrail's hold),
-    else the end; after the leaver pass, the end."""
+    """Move the run on as its pieces get done (pass a view already read, or the run id): once every bucket's
+    chunk has compared, the remainder chunk if they left any (it sends beside the last of them); once those
+    are all final, the leaver pass (or the guardrail's hold), else the end; after the leaver pass, the end."""
     if isinstance(view, str):
         view = ctx.runs.view(view)
     if view.final:
         return
-    if view.run.phase is Phase.SENDING and all(chunk.state.final for chunk in view.chunks if not chunk.remainder):
-        if remainder.queue_remainder_chunk(ctx, view):
-            return  # the run moves on once that is done too
+    if view.run.phase is Phase.SENDING:
+        if not remainder.buckets_compared(view):
+            return  # a bucket's chunk may still leave a remainder
+        if remainder.queue_remainder_chunk(ctx, view) or not remainder.buckets_final(view):
+            return  # the run moves on once those are done too
         if not leavers.after_sending(ctx, view):
             finish(ctx, view)
     elif view.run.phase is Phase.LEAVING:

@@ -4,15 +4,17 @@ A bulk import takes up to 250 contacts, and a chunk's contacts to send are seldo
 that: sending each chunk to its end would cost one partly filled import per chunk, 129 imports
 more than needed for a million contacts in 256 chunks (a minute and a half at 100 imports a
 minute). So a chunk of a run with several buckets sends only whole imports; what would have been
-its last, partly filled one is its remainder, written to the run's working files. Once every
-bucket's chunk is done, the run's remainder chunk gathers the remainders and sends them in
-whole imports but its last.
+its last, partly filled one is its remainder, written to the run's working files as soon as the
+chunk has compared. Once every bucket's chunk has, the run's remainder chunk gathers the
+remainders and sends them in whole imports but its last, beside the chunks still sending, so
+the account's budget stays in use to the end.
 
 The sync state stays right throughout: a chunk's commit keeps its remainder out of the state (as
 it does with contacts ActiveCampaign did not take: an "undelivered" file names them), and the
-remainder chunk records what ActiveCampaign took of them in their shards once it knows. If the
-remainder chunk does not get to send (the run was cancelled, it failed), those contacts are not in
-the state, so the next run sends them.
+remainder chunk records what ActiveCampaign took of them in their shards once it knows and every
+bucket's chunk is final (their commits write the same shards; if its sending got there first,
+the last of them to finish queues its commit). If the remainder chunk does not get to send (the
+run was cancelled, it failed), those contacts are not in the state, so the next run sends them.
 """
 from __future__ import annotations
 
@@ -39,9 +41,19 @@ def has_remainder_chunk(run: Run) -> bool:
     return run.buckets > 1 and not run.dry_run
 
 
+def buckets_compared(view: RunView) -> bool:
+    """Every bucket's chunk has written its remainder, if it has one (or is done without)."""
+    return all(chunk.state.final or chunk.compared for chunk in view.chunks if not chunk.remainder)
+
+
+def buckets_final(view: RunView) -> bool:
+    return all(chunk.state.final for chunk in view.chunks if not chunk.remainder)
+
+
 def queue_remainder_chunk(ctx: AppContext, view: RunView) -> bool:
-    """Every bucket's chunk is done: add and queue the remainder chunk if any chunk left a remainder (and the
-    run was not cancelled). True while the remainder chunk is still to be done, False once there is none.
+    """Every bucket's chunk has compared: add and queue the remainder chunk if any chunk left a remainder (and
+    the run was not cancelled); queue it again for its commit once every bucket's chunk is final, if its
+    sending got there first. True while the remainder chunk is still to be done, False once there is none.
 
     Added only when there is something in it, so a run whose chunks all failed (and left nothing)
     still fails, as it did. Several workers may get here at once: the row is created once, and a
@@ -54,7 +66,7 @@ def queue_remainder_chunk(ctx: AppContext, view: RunView) -> bool:
         ctx.runs.add_chunk_once(Chunk(run_id=run.id, index=run.buckets, status=ChunkStatus.PENDING.value,
                                       bucket=REMAINDER_BUCKET))
         chunk = ctx.runs.get_chunk(run.id, run.buckets)
-    if chunk.state is ChunkStatus.PENDING:
+    if chunk.state is ChunkStatus.PENDING or (chunk.committing and not chunk.state.final and buckets_final(view)):
         plan.enqueue(ctx, [chunk])
     return not chunk.state.final
 
@@ -73,7 +85,8 @@ def cut(to_send: list[Item]) -> tuple[list[Item], list[Item]]:
 def leave_remainder(ctx: AppContext, run: Run, chunk: int, position: int, remainder: list[Item]) -> None:
     """Write a chunk's remainder for the remainder chunk, and name it undelivered for the chunk's own commit.
 
-    Both before the chunk's commit starts, so a redelivery that finds the commit begun has them."""
+    Both before the chunk's comparison is recorded, so the remainder chunk, which starts once every bucket's
+    chunk has compared, finds them all, and a redelivery that finds the commit begun has them."""
     writer = BlockWriter(ctx.runs_container.get_blob_client(remainder_name(run.id, chunk)))
     for item in remainder:
         writer.write(compact_json.dumps({"b": item.blob, "r": item.row, "c": item.contact}) + b"\n")
@@ -83,7 +96,7 @@ def leave_remainder(ctx: AppContext, run: Run, chunk: int, position: int, remain
 
 def gathered(ctx: AppContext, run: Run) -> list[Item]:
     """Every chunk's remainder, in chunk order: the same list for every delivery of the remainder chunk,
-    since it starts only once every bucket's chunk is done."""
+    since it starts only once every bucket's chunk has written its remainder."""
     container, items = ctx.runs_container, []
     for name in sorted(container.list_blob_names(name_starts_with=remainders_prefix(run.id))):
         for line in container.get_blob_client(name).download_blob().readall().splitlines():

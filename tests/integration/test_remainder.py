@@ -8,6 +8,8 @@ from dataclasses import replace
 import pytest
 
 from exports.activecampaign.client import MAX_CONTACTS_PER_IMPORT, ActiveCampaignClient
+from exports.names import CHUNKS_QUEUE
+from exports.run import finish, remainder
 from exports.store.runs import RunStore
 from tests.integration.test_sync import expected_state, people, run, state_of, upload
 
@@ -58,7 +60,7 @@ def test_a_run_cancelled_before_its_remainder_chunk_sends_it_next_time(app, impo
     run_id = response.body["runId"]
     real_add = RunStore.add_chunk_once
 
-    def cancel_as_it_is_added(store, chunk):  # an admin cancels just as the last bucket's chunk is done
+    def cancel_as_it_is_added(store, chunk):  # an admin cancels just as the last bucket's chunk has compared
         real_add(store, chunk)
         assert app.request("POST", f"/api/runs/{run_id}/cancel").status == 200
 
@@ -94,3 +96,41 @@ def test_contacts_activecampaign_fails_in_the_remainder_chunk_are_rejected_and_k
     second = run(app, export.id)
     assert second["status"] == "succeeded" and second["added"] == 2600 and second["sent"] == 2600
     assert state_of(app, second["runId"]) == expected_state(app, second["runId"], profiles)
+
+
+def test_the_remainder_chunk_sends_beside_the_last_bucket_and_commits_once_every_bucket_is_final(app, import_sizes,
+                                                                                              monkeypatch):
+    """The remainder chunk starts as soon as the last bucket's chunk has compared, so it is delivered here while
+    that chunk is still to send: it sends, then leaves its commit to the last bucket's chunk to queue."""
+    app.ctx.settings = replace(app.ctx.settings, chunk_size=400)
+    export = app.export(prefix="remainder-beside/", mapping=MAPPING)
+    profiles = people(4321)
+    upload(app, "remainder-beside/", profiles)
+    run_id = app.start(export.id).body["runId"]
+    real_finish, seen = finish.finish_when_sent, {}
+
+    def deliver_the_remainder_at_once(ctx, view):
+        real_finish(ctx, view)
+        chunks = ctx.runs.view(run_id).chunks
+        remainder_chunk = next((c for c in chunks if c.remainder), None)
+        if remainder_chunk is None or seen:
+            return
+        last = next(c for c in chunks if not c.remainder and not c.state.final)
+        seen["sent_by_the_last_bucket_before"] = last.sent
+        assert app.host.step((CHUNKS_QUEUE,)) == 1, "the remainder chunk's message, queued as the last bucket compared"
+        seen["remainder"] = ctx.runs.get_chunk(run_id, remainder_chunk.index)
+        seen["state_then"] = state_of(app, run_id)
+        seen["remainder_emails"] = {item.contact["email"] for item in remainder.gathered(ctx, ctx.runs.get_run(run_id))}
+
+    monkeypatch.setattr(finish, "finish_when_sent", deliver_the_remainder_at_once)
+    status = app.drain(run_id)
+
+    assert seen["sent_by_the_last_bucket_before"] == 0
+    sent_early = seen["remainder"]
+    assert sent_early.committing and not sent_early.state.final and sent_early.sent > 0
+    assert sent_early.sent == len(seen["remainder_emails"]) and seen["remainder_emails"] <= app.simulator.subscribed("3")
+    assert not seen["remainder_emails"] & set(seen["state_then"]), "not committed while a bucket's chunk was not final"
+    assert status["status"] == "succeeded" and status["sent"] == 4321
+    assert sorted(import_sizes)[1:] == [MAX_CONTACTS_PER_IMPORT] * (len(import_sizes) - 1)
+    assert app.ctx.runs.get_chunk(run_id, sent_early.index).state.final
+    assert state_of(app, run_id) == expected_state(app, run_id, profiles), "the remainder's contacts committed after"
