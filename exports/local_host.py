@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from queue import Empty, SimpleQueue
 
 import azure.functions as func
 
@@ -70,21 +72,27 @@ class LocalQueueHost:
         self.lease_seconds = lease_seconds
         self.run_id = run_id
         self.calls: dict[str, int] = {name: 0 for name in DRAIN_ORDER}
+        self._running: set[threading.Thread] = set()  # deliveries under way in a concurrent drain
+        self._ended: SimpleQueue = SimpleQueue()  # (thread, error or None) of each that ended
 
     def step(self, queues: tuple[str, ...] = DRAIN_ORDER) -> int:
         """Process what is visible now on `queues`, in pipeline order; returns how many messages."""
         handled = 0
+        for name, queue, message in self._receive(queues, self.settings.batch_size):
+            self._deliver(name, queue, message)
+            handled += 1
+        return handled
+
+    def _receive(self, queues: tuple[str, ...], most: int):
+        """This host's messages visible now, up to `most` from each queue, in pipeline order."""
         for name in queues:
             queue = self.ctx.storage.queue(name)
-            for message in queue.receive_messages(max_messages=self.settings.batch_size,
-                                                  visibility_timeout=self.lease_seconds):
+            for message in queue.receive_messages(max_messages=most, visibility_timeout=self.lease_seconds):
                 if self.run_id is not None and _run_of(message.content) != self.run_id:
                     # Not ours: hidden from us for a while, left to whoever owns it.
                     queue.update_message(message, visibility_timeout=self.settings.retry_delay_seconds)
                     continue
-                self._deliver(name, queue, message)
-                handled += 1
-        return handled
+                yield name, queue, message
 
     def _deliver(self, name: str, queue, message) -> None:
         self.calls[name] += 1
@@ -108,17 +116,58 @@ class LocalQueueHost:
         queue.delete_message(message)
 
     def drain(self, done: Callable[[], bool], timeout_seconds: float = 3600,
-              progress: Callable[[], None] | None = None, idle_sleep: float = 0.2) -> None:
-        """Process messages until `done()` is true; raises TimeoutError after `timeout_seconds`."""
+              progress: Callable[[], None] | None = None, idle_sleep: float = 0.2, executions: int = 1) -> None:
+        """Process messages until `done()` is true; raises TimeoutError after `timeout_seconds`.
+
+        With `executions` > 1, that many messages at once, each in its own thread, as an instance
+        of the host works on a batch (host.json batchSize): one chunk then sends while another
+        reads its bucket or commits, so the account's budget stays in use across chunk boundaries.
+        An interrupt (Ctrl-C) reaches this thread only: the deliveries under way go on, and a
+        later drain waits for them (a cancelled run's chunks stop before their next import)."""
         deadline = time.monotonic() + timeout_seconds
         while not done():
             if time.monotonic() > deadline:
                 raise TimeoutError(f"the queues were not drained within {timeout_seconds} s")
-            if not self.step():
+            if executions > 1:
+                self._step_concurrently(executions, idle_sleep)
+            elif not self.step():
                 time.sleep(idle_sleep)  # messages waiting out their retry delay
             if progress:
                 progress()
+        while self._running:  # done, but a delivery may still be returning (deleting its message)
+            self._wait_for_a_delivery(1.0)
 
+    def _step_concurrently(self, executions: int, idle_sleep: float) -> None:
+        """Start deliveries up to `executions` under way, then wait until one ends: at most `idle_sleep` when
+        fewer are under way (new messages may come), else at most a second."""
+        free = executions - len(self._running)
+        for queue_name in DRAIN_ORDER:
+            if free <= 0:
+                break
+            for name, queue, message in self._receive((queue_name,), free):
+                thread = threading.Thread(target=self._deliver_in_thread, args=(name, queue, message), daemon=True)
+                self._running.add(thread)
+                thread.start()
+                free -= 1
+        # A bounded wait, so an interrupt and the progress line are seen at least once a second.
+        self._wait_for_a_delivery(idle_sleep if free > 0 else 1.0)
+
+    def _deliver_in_thread(self, name: str, queue, message) -> None:
+        error = None
+        try:
+            self._deliver(name, queue, message)
+        except BaseException as raised:  # storage unreachable, say: the drain raises it
+            error = raised
+        self._ended.put((threading.current_thread(), error))
+
+    def _wait_for_a_delivery(self, timeout: float) -> None:
+        try:
+            thread, error = self._ended.get(timeout=timeout)
+        except Empty:
+            return
+        self._running.discard(thread)
+        if error is not None:
+            raise error
 
 def _run_of(content: str) -> str | None:
     try:

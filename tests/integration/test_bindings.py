@@ -7,6 +7,7 @@ import json
 import re
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import azure.functions as func
@@ -14,7 +15,7 @@ import pytest
 from azure.storage.queue import QueueClient
 
 from exports.functions.timer import RETENTION_SCHEDULE
-from exports.local_host import indexed_functions
+from exports.local_host import LocalQueueHost, indexed_functions
 from exports.names import CHUNKS_POISON_QUEUE, CHUNKS_QUEUE, SEGMENTS_POISON_QUEUE, SEGMENTS_QUEUE, STORAGE_CONNECTION
 from tests.support.apphost import HOST_URL, Response
 from tests.support.openapi_contract import check_response
@@ -130,3 +131,30 @@ def test_importing_the_app_opens_no_connection():
     env = {"PATH": "/usr/bin:/bin", "KEY_VAULT_URL": "https://127.0.0.1:9/", "AzureWebJobsStorage": "UseDevelopmentStorage=true"}
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
+
+
+def test_a_concurrent_local_drain_delivers_as_many_messages_at_once_and_retries_a_failed_one(app):
+    """The CLI drains host.json's batchSize of messages at once, as an instance of the host works on a batch."""
+    side = func.FunctionApp()
+    together = threading.Barrier(2, timeout=5)  # broken unless two deliveries wait on it at the same time
+    delivered, failed = [], []
+
+    @side.queue_trigger(arg_name="message", queue_name=CHUNKS_QUEUE, connection=STORAGE_CONNECTION)
+    def work(message: func.QueueMessage) -> None:
+        body = message.get_body().decode()
+        if body == "flaky" and not failed:
+            failed.append(body)
+            raise RuntimeError("fails once")
+        if body != "flaky":
+            together.wait()
+        delivered.append(body)
+
+    queue = app.ctx.storage.queue(CHUNKS_QUEUE)
+    for body in ("first", "second", "flaky"):
+        queue.send_message(body)
+    LocalQueueHost(app.ctx, side, retry_delay_seconds=0).drain(lambda: len(delivered) == 3, timeout_seconds=30,
+                                                               executions=2)
+
+    assert sorted(delivered) == ["first", "flaky", "second"] and failed == ["flaky"]
+    assert not together.broken
+    assert list(queue.peek_messages(max_messages=5)) == [], "every message deleted once its delivery returned"
