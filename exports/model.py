@@ -469,6 +469,7 @@ class Chunk(Piece):
     not_resubscribed: int = 0
     leaving: bool = False  # a piece of the leaver pass: its contacts are the bucket's leavers
     claim: str | None = None
+    stop_requested: bool = False  # the run was cancelled while a delivery sent it (cancel.py)
 
     @property
     def state(self) -> ChunkStatus:

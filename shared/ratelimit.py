@@ -14,7 +14,8 @@ pace for all:
 - when the remote side throttles anyway (another client of the same account), `penalize` puts
   every new slot past the pause it asked for, so every worker pauses once, together, and the
   schedule then continues at the ceiling by itself.
-The cost is one entity read and one conditional write per request.
+The cost is one entity read and one conditional write per reservation, which may hold two slots
+for requests a sender makes one after the other (reserve_then).
 
 Why a schedule and not one "next free time" per cell: a request that uses two cells (a bulk
 import also counts as a request) may be reserved far ahead on the slower one. With a single next
@@ -78,19 +79,32 @@ class SharedRateBudget:
 
     def reserve(self, cells: tuple[str, ...]) -> float:
         """Reserve the earliest slot free in every one of `cells`; returns its time."""
+        return self.reserve_then(cells)[0]
+
+    def reserve_then(self, cells: tuple[str, ...], then: tuple[str, ...] = (), after: float = 0.0) -> tuple[float, ...]:
+        """Reserve the earliest slot free in every one of `cells` and, in the same write, with `then`, a second
+        slot free in every one of those, at least `after` seconds past the first: one Table write for two
+        requests a sender makes one after the other (a bulk import, then an earlier import's outcome read)."""
         with self._turn:
             for _ in range(_TRIES):
                 entity, etag = self._read()
                 now = self._clock()
-                spacing = {cell: self.spacing(cell, self.stretch(entity, now)) for cell in cells}
+                used = (*cells, *(cell for cell in then if cell not in cells))
+                spacing = {cell: self.spacing(cell, self.stretch(entity, now)) for cell in used}
                 # Times before now minus the spacing cannot constrain a slot from now on: dropped.
-                taken = {cell: [t for t in _slots(entity, cell) if t > now - spacing[cell]] for cell in cells}
-                slot = _earliest(max(now, entity.get(_NOT_BEFORE, 0.0)), taken, spacing)
+                taken = {cell: [t for t in _slots(entity, cell) if t > now - spacing[cell]] for cell in used}
+                slots = [_earliest(max(now, entity.get(_NOT_BEFORE, 0.0)), {c: taken[c] for c in cells}, spacing)]
+                for cell in cells:
+                    taken[cell].append(slots[0])
+                if then:
+                    slots.append(_earliest(slots[0] + after, {c: taken[c] for c in then}, spacing))
+                    for cell in then:
+                        taken[cell].append(slots[1])
                 update = {"PartitionKey": self._key, "RowKey": _ROW,
-                          **{_property(cell): _text(sorted(taken[cell] + [slot])) for cell in cells}}
+                          **{_property(cell): _text(sorted(taken[cell])) for cell in used}}
                 try:
                     self._table.update_entity(update, etag=etag, match_condition=MatchConditions.IfNotModified)
-                    return slot
+                    return tuple(slots)
                 except ResourceModifiedError:
                     continue  # another worker reserved meanwhile: look again
         raise RateBudgetBusy(f"could not reserve a slot of the budget {self._key}")

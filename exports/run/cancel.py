@@ -1,8 +1,9 @@
 """Cancelling a run: nothing more is sent for it, and it finishes "cancelled".
 
-The run row gets a cancellation (workers check for it before every batch and fail their chunk);
-chunks no worker has claimed yet are failed here, so the run finishes as soon as the chunks
-being sent reach their next batch. A run still splitting finishes once the split ends:
+The run row gets a cancellation, which a worker checks as it starts a chunk; chunks no worker has
+claimed yet are failed here, and the ones being sent are told to stop on their own rows (the
+sender's next checkpoint finds its row changed and stops before its next batch), so the run
+finishes as soon as they get there. A run still splitting finishes once the split ends:
 splitting sends nothing.
 """
 from __future__ import annotations
@@ -18,6 +19,7 @@ if TYPE_CHECKING:
     from exports.context import AppContext
 
 log = logging.getLogger(__name__)
+CANCELLED = "the run was cancelled"
 CANCELLED_BEFORE_SENDING = "the run was cancelled before this chunk was sent"
 
 
@@ -29,7 +31,7 @@ def by_person(actor: str) -> str:
 def stop_text(cancellation: Cancellation) -> str:
     """What a chunk stopped by the cancellation says: the reason too, unless it only names who cancelled."""
     why = cancellation.reason
-    return "the run was cancelled" + ("" if not why or why == by_person(cancellation.requested_by) else f" because {why}")
+    return CANCELLED + ("" if not why or why == by_person(cancellation.requested_by) else f" because {why}")
 
 
 def cancel_run(ctx: AppContext, run_id: str, actor: str, reason: str) -> RunView:
@@ -48,10 +50,14 @@ def cancel_run(ctx: AppContext, run_id: str, actor: str, reason: str) -> RunView
         # the run moved on meanwhile (perhaps to a final status): look again
     else:
         raise Conflict(f"run {run_id} kept changing while it was being cancelled; cancelling it again should work")
-    for chunk in ctx.runs.view(run_id).chunks:
-        if chunk.state in (ChunkStatus.PENDING, ChunkStatus.QUEUED):
-            # Conditional: a worker that claimed it just now stops before its next batch instead.
-            ctx.runs.fail_chunk(run_id, chunk.index, CANCELLED_BEFORE_SENDING, etag=chunk.etag)
+    view = ctx.runs.view(run_id)
+    for piece in (*view.chunks, *view.leaves):
+        if piece.state.final:
+            continue
+        # Conditional: a worker that claimed it just now is told to stop instead, as one already sending it is.
+        if piece.state not in (ChunkStatus.PENDING, ChunkStatus.QUEUED) or not ctx.runs.fail_chunk(
+                run_id, piece.index, CANCELLED_BEFORE_SENDING, etag=piece.etag, leaving=piece.leaving):
+            ctx.runs.request_stop(run_id, piece.index, piece.leaving)
     finish.finish_when_sent(ctx, run_id)
     return ctx.runs.view(run_id)
 

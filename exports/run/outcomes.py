@@ -2,10 +2,11 @@
 `queued_contacts` is not the outcome. Each import is read back with import/info.
 
 Reads are interleaved with the sending, at most one per import sent and each import's first a
-second after it was sent, so they use the request budget while the sender waits for its next
-bulk slot; the ones still open when the chunk's last
-import is sent are read until known or until ACTIVECAMPAIGN_OUTCOME_WAIT_SECONDS have passed since
-the import was sent. Every outcome is written to the run's files (the rejects report, and the
+second after it was sent: right after each import, in a request slot reserved with that import
+(one budget reservation for both, instead of one each), so they use the request budget while
+the sender waits for its next bulk slot; the ones still open when the chunk's last import is
+sent are read until known or until ACTIVECAMPAIGN_OUTCOME_WAIT_SECONDS have passed since the
+import was sent. Every outcome is written to the run's files (the rejects report, and the
 chunk's undelivered emails, which are kept out of the sync state) before the checkpoint that drops
 it from the pending list, so a redelivered chunk reads again only what it had not recorded.
 """
@@ -38,6 +39,11 @@ log = logging.getLogger(__name__)
 FIRST_READ_DELAY_SECONDS = 1.0
 FIRST_READ_SECONDS = 0.25
 MAX_READ_INTERVAL_SECONDS = 15.0
+# The read after an import is reserved this much later than the import's slot at first, then
+# half as late again as the sender took from the slot to the read (the request and the
+# checkpoint), averaged: late enough that the read seldom misses its slot and takes another.
+FIRST_READ_AFTER_IMPORT_SECONDS = 0.1
+READ_AFTER_IMPORT_FACTOR = 1.5
 
 
 @dataclass
@@ -57,6 +63,19 @@ class Outcomes:
         self.pending = list(pending)
         self.counts = counts
         self._reads: dict[str, tuple[int, float]] = {}  # batch id -> (reads by this delivery, when last read)
+        self._import_slot: float | None = None  # the last import's slot, and the read slot reserved with it
+        self._read_slot: float | None = None
+        self._took = FIRST_READ_AFTER_IMPORT_SECONDS / READ_AFTER_IMPORT_FACTOR  # slot to read, averaged
+
+    def import_slot(self, contacts: int) -> float:
+        """Reserve the next bulk import's slot; while imports are open, with a request slot after it for
+        the read that follows the import (read_one_due)."""
+        if not self.pending:
+            self._import_slot = self._read_slot = None
+            return self._budget.reserve(self._budget.bulk_kind(contacts))
+        self._import_slot, self._read_slot = self._budget.reserve_bulk_then_request(
+            contacts, READ_AFTER_IMPORT_FACTOR * self._took)
+        return self._import_slot
 
     def add(self, position: int, count: int, batch_id: str | None) -> None:
         pending = PendingImport(position, count, batch_id or "", self._clock())
@@ -67,13 +86,19 @@ class Outcomes:
 
     def read_one_due(self, sending: bool = True) -> bool:
         """Read the oldest import whose next read is due; whether one was read. `sending`: the chunk still has
-        imports to send (its fresh imports then wait FIRST_READ_DELAY_SECONDS for their first read)."""
-        now = self._clock()
+        imports to send (its fresh imports then wait FIRST_READ_DELAY_SECONDS for their first read). After an
+        import, the read takes the slot reserved with it, unless it is too late for it."""
+        now, slot = self._clock(), self._read_slot
+        if slot is not None:
+            self._read_slot = None
+            self._took += 0.2 * (now - self._import_slot - self._took)
+            if self._budget.too_late_for_request(slot):
+                slot = None
         for pending in self.pending:
             if now >= self._next_read_at(pending, sending):
-                self._read(pending)
+                self._read(pending, slot)
                 return True
-        return False
+        return False  # a slot reserved for a read goes unused: one request of the account's 5 a second
 
     def read_all(self, sleep: Callable[[float], None], stop: Callable[[], str | None]) -> str | None:
         """Read until every import is known or given up on; the stop reason if the run must stop first."""
@@ -96,11 +121,17 @@ class Outcomes:
     def _wait_seconds(self) -> float:
         return self._ctx.settings.outcome_wait_seconds
 
-    def _read(self, pending: PendingImport) -> None:
+    def _read(self, pending: PendingImport, slot: float | None = None) -> None:
+        """One read of the import's outcome, in `slot` if one was reserved for it (a retry reserves its own)."""
         self._reads[pending.batch_id] = (self._reads.get(pending.batch_id, (0, 0.0))[0] + 1, self._clock())
+        reserved = [slot]
 
         def call():
-            self._budget.before_request()
+            if reserved[0] is None:
+                self._budget.before_request()
+            else:
+                self._budget.wait_until(reserved.pop())
+                reserved.append(None)
             return self._client.import_info(pending.batch_id)
 
         try:

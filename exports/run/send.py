@@ -47,7 +47,7 @@ from exports.run.files import (
 )
 from exports.run.messages import ChunkMessage
 from exports.run.outcomes import Counts, Outcomes, read_undelivered, write_undelivered
-from exports.store.runs import ChunkClaim, Superseded
+from exports.store.runs import ChunkClaim, StopRequested, Superseded
 from shared import compact_json
 from shared.secrets import SecretNotFound
 
@@ -83,7 +83,7 @@ def send_chunk(ctx: AppContext, message: ChunkMessage) -> None:
 def stop_reason(ctx: AppContext, run: Run, cancelled_only: bool = False) -> str | None:
     """Why nothing more may be sent for this run (run cancelled, export or connection removed), if so.
 
-    `cancelled_only` between two imports of a chunk: deleting an export or a connection cancels its
+    `cancelled_only` once a chunk is under way: deleting an export or a connection cancels its
     runs before it deletes anything (services/exports.py, services/connections.py), so the run row
     alone says it, in one Table read instead of three; a chunk still checks all three as it starts.
     """
@@ -119,20 +119,22 @@ def _send(ctx: AppContext, run: Run, chunk: Chunk) -> None:
         claim.succeed(before.error)
         return
     comparison = compare(bucket, shards, state.read, state.key, full=run.mode is RunMode.FULL)
+    to_send, left_over = comparison.to_send(bucket.items), []
+    if remainder.has_remainder_chunk(run):
+        to_send, left_over = remainder.cut(to_send)
     if not before.compared:
+        if left_over:  # before the comparison is recorded: a compared chunk has its remainder written
+            remainder.leave_remainder(ctx, run, chunk.index, len(to_send), left_over)
         claim.record_comparison(*(comparison.count(a) for a in (
             Action.ADD, Action.UPDATE, Action.UNCHANGED, Action.LEAVE, Action.NOT_RESUBSCRIBED)))
+        if remainder.has_remainder_chunk(run):
+            finish.finish_when_sent(ctx, run.id)  # the last bucket compared starts the remainder chunk
     if run.dry_run:
         _write_preview(ctx, run, chunk.index, bucket, comparison)
         claim.succeed()
         return
-    to_send, left_over = comparison.to_send(bucket.items), []
-    if remainder.has_remainder_chunk(run):
-        to_send, left_over = remainder.cut(to_send)
     with _failing_the_piece(ctx, run, chunk):
         warning = _send_changes(ctx, run, claim, to_send)
-        if left_over:
-            remainder.leave_remainder(ctx, run, chunk.index, len(to_send), left_over)
         claim.start_commit(warning)
         _commit(ctx, run, chunk.index, bucket, shards, state)
         claim.succeed(warning)
@@ -151,6 +153,8 @@ def _send_remainder(ctx: AppContext, run: Run, chunk: Chunk) -> None:
         if not claim.before.committing:
             warning = _send_changes(ctx, run, claim, items)
             claim.start_commit(warning)
+        if not remainder.buckets_final(ctx.runs.view(run.id)):
+            return  # their commits write the same shards: the last of them queues this chunk's commit
         delivered = remainder.by_shard_delivered(items, read_undelivered(ctx, run.id, chunk.index))
         shards, existing = sorted(delivered), ctx.sync.existing_shards(run.export_id, run.state_id)
         for start in range(0, len(shards), _STATE_THREADS):  # a few shards at a time: memory stays bounded
@@ -189,19 +193,24 @@ def _send_changes(ctx: AppContext, run: Run, claim: ChunkClaim, to_send: list[It
     outcomes = Outcomes(ctx, client, budget, run, index, to_send, before.pending,
                         Counts(before.failed, before.unconfirmed), on_retry)
 
-    def checkpoint():
-        claim.checkpoint(position, sent, rejected, outcomes.counts.failed, outcomes.counts.unconfirmed,
-                         tuple(outcomes.pending))
+    def stopped() -> _Stop:
+        reason = stop_reason(ctx, run, cancelled_only=True) or cancel.CANCELLED
+        return _Stop(f"{reason} ({sent} contacts of this chunk were sent before)")
 
+    def checkpoint():
+        try:
+            claim.checkpoint(position, sent, rejected, outcomes.counts.failed, outcomes.counts.unconfirmed,
+                             tuple(outcomes.pending))
+        except StopRequested:  # the run was cancelled: this progress is recorded, nothing more is sent
+            raise stopped() from None
+
+    if before.stop_requested:
+        raise stopped()
     warnings = []
     for batch in batches(to_send, position, run.list_id, run.exclude_automations, list_action):
-        # An earlier import's outcome is read first, then this batch is sent; one checkpoint then records
-        # both, right after the send (an outcome is written to the run's files before a checkpoint drops it).
-        outcomes.read_one_due()
-        try:
-            accepted, refused = _import(ctx, client, budget, batch, run, on_retry, list_action)
-        except _Stop as stop:
-            raise _Stop(f"{stop} ({sent} contacts of this chunk were sent before)") from None
+        # The batch is sent, its progress checkpointed, then an earlier import's outcome read (the next
+        # checkpoint records it: an outcome is written to the run's files before a checkpoint drops it).
+        accepted, refused = _import(ctx, client, budget, outcomes, batch, run, on_retry, list_action)
         if refused:
             _write_rejects(ctx, run.id, index, position, refused)
         if accepted.queued_contacts < len(batch) - len(refused):
@@ -211,6 +220,7 @@ def _send_changes(ctx: AppContext, run: Run, claim: ChunkClaim, to_send: list[It
             outcomes.add(position, len(batch), accepted.batch_id)
         position, sent, rejected = position + len(batch), sent + accepted.queued_contacts, rejected + len(refused)
         checkpoint()
+        outcomes.read_one_due()
     stop = outcomes.read_all(ctx.backoff.sleep, lambda: stop_reason(ctx, run, cancelled_only=True))
     if stop:
         raise _Stop(f"{stop} ({sent} contacts of this chunk were sent before)")
@@ -356,29 +366,15 @@ def _on_retry(run_id: str, index: int, budget: AccountBudget) -> Callable[[Trans
     return on_retry
 
 
-def _import(ctx: AppContext, client: ActiveCampaignClient, budget: AccountBudget, batch: list[Item], run: Run,
-            on_retry, list_action: str | None) -> tuple[ImportAccepted, list[tuple[Item, str]]]:
-    """Send one batch; contacts ActiveCampaign refuses are taken out and the rest sent again.
-
-    Before each send, the stop check (a Table read: the run cancelled, which deleting its export or
-    connection does too) runs between reserving the budget slot and the slot's time, so the read
-    overlaps the wait for the budget instead of adding to it. Raises _Stop when it names a reason;
-    the slot reserved for that send then goes unused, costing the account one interval once; so does
-    a slot the check made this sender miss by more than budget.py's LATE_TOLERANCE_SECONDS.
-    """
+def _import(ctx: AppContext, client: ActiveCampaignClient, budget: AccountBudget, outcomes: Outcomes,
+            batch: list[Item], run: Run, on_retry, list_action: str | None) -> tuple[ImportAccepted, list[tuple[Item, str]]]:
+    """Send one batch; contacts ActiveCampaign refuses are taken out and the rest sent again."""
     pending, refused = list(batch), []
     while pending:
         contacts = [item.contact for item in pending]
 
         def call(contacts=contacts):
-            kind = budget.bulk_kind(len(contacts))
-            slot = budget.reserve(kind)
-            reason = stop_reason(ctx, run, cancelled_only=True)
-            if reason:
-                raise _Stop(reason)
-            if budget.too_late(slot):  # the stop check took longer than the slot's wait
-                slot = budget.reserve(kind)
-            budget.wait_until(slot)
+            budget.wait_until(outcomes.import_slot(len(contacts)))
             return client.bulk_import(contacts, run.list_id, run.exclude_automations, list_action)
 
         try:

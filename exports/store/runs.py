@@ -57,6 +57,10 @@ class Superseded(Exception):
     """Another delivery of this chunk took it over, or it is final already: this one stops."""
 
 
+class StopRequested(Exception):
+    """The run was cancelled while this delivery sent its chunk (RunStore.request_stop): it sends nothing more."""
+
+
 class RunStore:
     def __init__(self, tables: TableServiceClient, clock: Callable[[], str]):
         self._table = tables.get_table_client(RUNS_TABLE)
@@ -220,6 +224,11 @@ class RunStore:
             return True
         return self._merge_if_unchanged(run_id, chunk_row(index, leaving), fields, etag)
 
+    def request_stop(self, run_id: str, index: int, leaving: bool = False) -> None:
+        """Tell the delivery sending this piece to stop: its next checkpoint finds the row changed, reads it
+        again and raises StopRequested, so no sender has to read the run row before every batch."""
+        self._merge(run_id, chunk_row(index, leaving), {"stopRequested": True})
+
     def record_chunk_error(self, run_id: str, index: int, text: str, leaving: bool = False) -> None:
         self._merge(run_id, chunk_row(index, leaving), {"lastError": text})
 
@@ -272,8 +281,10 @@ class ChunkClaim:
 
     def checkpoint(self, position: int, sent: int, rejected: int, failed: int = 0, unconfirmed: int = 0,
                    pending: tuple[PendingImport, ...] = ()) -> None:
+        """Record the progress; raises StopRequested (once it is recorded) when the run was cancelled meanwhile."""
         self._write({"position": position, "sent": sent, "rejected": rejected, "failed": failed,
-                     "unconfirmed": unconfirmed, "pending": json.dumps([p.to_document() for p in pending])})
+                     "unconfirmed": unconfirmed, "pending": json.dumps([p.to_document() for p in pending])},
+                    stoppable=True)
 
     def start_commit(self, warning: str | None = None) -> None:
         """Every import's outcome is known (and recorded): from here on only the sync state is written.
@@ -283,15 +294,18 @@ class ChunkClaim:
     def succeed(self, warning: str | None = None) -> None:
         self._write({"status": ChunkStatus.SUCCEEDED.value, **({"error": warning} if warning else {})})
 
-    def _write(self, fields: dict) -> None:
+    def _write(self, fields: dict, stoppable: bool = False) -> None:
         row = chunk_row(self.index, self.leaving)
         try:
             self._etag = self._store._merge(self.run_id, row, fields, etag=self._etag)
         except ResourceModifiedError:
-            if self._store.get_chunk(self.run_id, self.index, self.leaving).claim != self._claim:
+            now = self._store.get_chunk(self.run_id, self.index, self.leaving)
+            if now.claim != self._claim:
                 raise Superseded() from None
-            # Our own row, changed only by another writer's merge of other properties (lastError).
+            # Our own row, changed only by another writer's merge of other properties (lastError, stopRequested).
             self._etag = self._store._merge(self.run_id, row, fields)
+            if stoppable and now.stop_requested:
+                raise StopRequested() from None
 
 
 # --- entities <-> records ---------------------------------------------------------------------
@@ -390,4 +404,5 @@ def _chunk(entity) -> Chunk:
         pending=tuple(PendingImport.from_document(p) for p in json.loads(entity.get("pending") or "[]")),
         committing=bool(entity.get("committing")),
         claim=entity.get("claim"),
+        stop_requested=bool(entity.get("stopRequested")),
     )

@@ -84,6 +84,8 @@ def run(rows: int = 330_000, workers: int = 4, concurrency: int = 2, blobs: int 
             "max_bulk_in_60s": simulator.max_requests_in_window(60.0, bulk_only=True),
             "gaps_over_2_intervals": len(long_gaps),
             "seconds_lost_in_those_gaps": round(sum(gap - interval for gap in long_gaps), 2),
+            "long_gaps_at": [[round(at - stamps[0], 2), round(gap, 3)]
+                             for at, gap in zip(stamps, gaps, strict=False) if gap > 2 * interval],
             "median_gap_seconds": round(statistics.median(gaps), 4) if gaps else None,
             "chunk_seconds_median": round(chunk_seconds[len(chunk_seconds) // 2], 2) if chunk_seconds else None,
             "chunk_seconds_max": round(chunk_seconds[-1], 2) if chunk_seconds else None,

@@ -554,19 +554,31 @@ def test_a_throttled_budget_spaces_its_slots_wider_for_every_worker_and_narrows_
     assert bulk_gap(budget()) == pytest.approx(rest, rel=1e-4)
 
 
-def test_a_sender_that_misses_its_slot_by_more_than_the_tolerance_is_told_to_take_another(tables):
+def test_an_import_and_the_read_after_it_take_one_reservation_spaced_like_any_two_requests(tables):
     from azure.data.tables import TableServiceClient
 
-    from exports.activecampaign.budget import LATE_TOLERANCE_SECONDS
+    from exports.activecampaign.budget import REQUEST_LATE_TOLERANCE_SECONDS
 
     clock = _Clock(2_000_000.0)
     table = TableServiceClient.from_connection_string(tables).get_table_client(RATE_BUDGETS_TABLE)
     budget = AccountBudget(table, account(), 5, 100, clock=clock)
-    slot = budget.reserve("bulk")
-    clock.now = slot + LATE_TOLERANCE_SECONDS * 0.9
-    assert not budget.too_late(slot)
-    clock.now = slot + LATE_TOLERANCE_SECONDS * 1.1
-    assert budget.too_late(slot)
+    other = budget.reserve("request")  # another sender's request, right now
+    writes = []
+    real_update = table.update_entity
+    table.update_entity = lambda *args, **kwargs: writes.append(1) or real_update(*args, **kwargs)
+    bulk, read = budget.reserve_bulk_then_request(250, after=0.05)
+    assert len(writes) == 1
+    assert bulk == pytest.approx(other + budget.request_interval)
+    assert read == pytest.approx(bulk + budget.request_interval), "at least `after` later, and a request's spacing"
+    assert budget.reserve("request") == pytest.approx(read + budget.request_interval), "the read's slot is taken"
+    later_bulk, later_read = budget.reserve_bulk_then_request(250, after=1.0)
+    assert later_bulk == pytest.approx(bulk + budget.bulk_interval)
+    assert later_read == pytest.approx(later_bulk + 1.0)
+
+    clock.now = read + REQUEST_LATE_TOLERANCE_SECONDS * 0.9
+    assert not budget.too_late_for_request(read)
+    clock.now = read + REQUEST_LATE_TOLERANCE_SECONDS * 1.1
+    assert budget.too_late_for_request(read)
 
 
 def test_a_request_takes_a_free_place_before_imports_reserved_ahead_and_the_imports_keep_their_pace(tables):

@@ -117,6 +117,36 @@ def test_a_run_cancelled_mid_chunk_stops_at_the_next_batch(app, monkeypatch):
     assert app.simulator.stats()["bulk_requests"] == 3
 
 
+def test_a_chunk_claimed_just_as_the_cancel_looked_at_it_still_stops_at_the_next_batch(app, monkeypatch):
+    """The cancel saw the chunk queued, but a worker claimed it before the cancel could fail it: the cancel
+    then tells that worker to stop on the chunk's own row, which its next checkpoint finds."""
+    upload(app, "mgmt-cancel-race/", rows=3000)
+    export = new_export(app, "mgmt-cancel-race/")
+    app.ctx.settings = replace(app.ctx.settings, chunk_size=1000)
+    run_id = app.start(export["id"]).body["runId"]
+    split(app, run_id)
+    queued_view = app.ctx.runs.view(run_id)
+    assert {chunk.status for chunk in queued_view.chunks} == {"queued"}
+    real_view = type(app.ctx.runs).view
+    answers = []
+
+    def cancel_with_what_it_saw_before_the_claim():
+        monkeypatch.setattr(type(app.ctx.runs), "view", lambda store, rid: queued_view if rid == run_id else
+                            real_view(store, rid))
+        answers.append(app.request("POST", f"/api/runs/{run_id}/cancel", principal=ADMIN))
+        monkeypatch.setattr(type(app.ctx.runs), "view", real_view)
+
+    interrupt_after(app, monkeypatch, 1, cancel_with_what_it_saw_before_the_claim)
+    deliver_chunk(app, run_id, 0)
+
+    assert answers[0].status == 202, "the cancel saw a chunk still to send"
+    chunk = app.ctx.runs.get_chunk(run_id, 0)
+    assert chunk.status == "failed" and chunk.sent == 250 and "the run was cancelled" in chunk.error
+    assert app.simulator.stats()["bulk_requests"] == 1, "nothing after the batch being sent"
+    status = app.drain(run_id)
+    assert status["status"] == "cancelled" and status["sent"] == 250 == len(app.simulator.subscribed("3"))
+
+
 def test_a_run_cancelled_before_its_segment_is_split_sends_nothing(app):
     upload(app, "mgmt-cancel-early/", rows=1000)
     export = new_export(app, "mgmt-cancel-early/")
