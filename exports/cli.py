@@ -4,8 +4,8 @@ It goes through the same services as the API: it records a connection (checking 
 with ActiveCampaign) and an export (checking the list, and the mapped columns against the first
 file's header), then uploads the files to storage as the blobs of one segment (Azurite by
 default), starts a run and drains the run's own queue messages in this process through the app's
-own queue functions (exports/local_host.py), host.json's batchSize of them at once, as an
-instance of the host would. SEGMENT is a file or a folder of them (a partitioned
+own queue functions (exports/local_host.py), as many at once as an instance of the host
+would (host.json's batchSize plus newBatchThreshold). SEGMENT is a file or a folder of them (a partitioned
 export). What it created (connection, export, the copy of the files) is removed when the run
 ends, unless --keep. With --export-name NAME the connection and export named NAME are kept and
 reused by the next run with that name (its list and mapping updated from the arguments, the files
@@ -239,7 +239,7 @@ def _run(ctx, args) -> int:
         host = LocalQueueHost(ctx, app, run_id=run_id)
         interrupted = False
         try:
-            host.drain(final, timeout_seconds=args.timeout, progress=progress, executions=host.settings.batch_size)
+            host.drain(final, timeout_seconds=args.timeout, progress=progress, executions=host.settings.executions)
         except TimeoutError as error:
             print(f"error: {error}", file=sys.stderr)
         except KeyboardInterrupt:
@@ -249,7 +249,7 @@ def _run(ctx, args) -> int:
             runs.cancel_run(ctx, caller, run_id)
             try:
                 # The chunks under way stop before their next batch.
-                host.drain(final, timeout_seconds=CANCEL_WAIT_SECONDS, executions=host.settings.batch_size)
+                host.drain(final, timeout_seconds=CANCEL_WAIT_SECONDS, executions=host.settings.executions)
             except (TimeoutError, KeyboardInterrupt):
                 pass
         doc = status()
@@ -273,7 +273,7 @@ def _approve(ctx, args) -> int:
     runs.approve_run(ctx, caller, args.run_id)
     host = LocalQueueHost(ctx, app, run_id=args.run_id)
     host.drain(lambda: RunStatus(runs.run_status(ctx, caller, args.run_id)["status"]).final, timeout_seconds=6 * 3600,
-               executions=host.settings.batch_size)
+               executions=host.settings.executions)
     doc = runs.run_status(ctx, caller, args.run_id)
     print(json.dumps(doc))
     return EXIT_CODES.get(doc["status"], EXIT_FAILED)

@@ -30,12 +30,20 @@ class QueueSettings:
     max_dequeue_count: int
     retry_delay_seconds: int
     batch_size: int
+    new_batch_threshold: int = 0
 
     @classmethod
     def from_host_json(cls, path: Path = HOST_JSON) -> QueueSettings:
         queues = json.loads(path.read_text())["extensions"]["queues"]
         hours, minutes, seconds = (int(part) for part in queues["visibilityTimeout"].split(":"))
-        return cls(int(queues["maxDequeueCount"]), hours * 3600 + minutes * 60 + seconds, int(queues["batchSize"]))
+        return cls(int(queues["maxDequeueCount"]), hours * 3600 + minutes * 60 + seconds, int(queues["batchSize"]),
+                   int(queues["newBatchThreshold"]))
+
+    @property
+    def executions(self) -> int:
+        """Messages of one queue an instance works on at once: the host fetches the next batch as soon as no
+        more than newBatchThreshold of the last are still running."""
+        return self.batch_size + self.new_batch_threshold
 
 
 _indexes: dict[int, list] = {}
@@ -120,8 +128,8 @@ class LocalQueueHost:
         """Process messages until `done()` is true; raises TimeoutError after `timeout_seconds`.
 
         With `executions` > 1, that many messages at once, each in its own thread, as an instance
-        of the host works on a batch (host.json batchSize): one chunk then sends while another
-        reads its bucket or commits, so the account's budget stays in use across chunk boundaries.
+        of the host does (QueueSettings.executions): one chunk then sends while another reads its
+        bucket or commits, so the account's budget stays in use across chunk boundaries.
         An interrupt (Ctrl-C) reaches this thread only: the deliveries under way go on, and a
         later drain waits for them (a cancelled run's chunks stop before their next import)."""
         deadline = time.monotonic() + timeout_seconds

@@ -14,8 +14,8 @@ pace for all:
 - when the remote side throttles anyway (another client of the same account), `penalize` puts
   every new slot past the pause it asked for, so every worker pauses once, together, and the
   schedule then continues at the ceiling by itself.
-The cost is one entity read and one conditional write per reservation, which may hold two slots
-for requests a sender makes one after the other (reserve_then).
+The cost is one entity read and one conditional write per reservation, which may hold the slots
+of several requests a sender makes one after the other (reserve_series).
 
 Why a schedule and not one "next free time" per cell: a request that uses two cells (a bulk
 import also counts as a request) may be reserved far ahead on the slower one. With a single next
@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 
 from azure.core import MatchConditions
 from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
@@ -79,32 +79,31 @@ class SharedRateBudget:
 
     def reserve(self, cells: tuple[str, ...]) -> float:
         """Reserve the earliest slot free in every one of `cells`; returns its time."""
-        return self.reserve_then(cells)[0]
+        return self.reserve_series([(cells, 0.0)])[0]
 
-    def reserve_then(self, cells: tuple[str, ...], then: tuple[str, ...] = (), after: float = 0.0) -> tuple[float, ...]:
-        """Reserve the earliest slot free in every one of `cells` and, in the same write, with `then`, a second
-        slot free in every one of those, at least `after` seconds past the first: one Table write for two
-        requests a sender makes one after the other (a bulk import, then an earlier import's outcome read)."""
+    def reserve_series(self, steps: Sequence[tuple[tuple[str, ...], float]]) -> list[float]:
+        """Reserve, in one write, the slots of requests a sender makes one after the other (a bulk import then
+        an earlier import's outcome read, or several reads): each step's slot is the earliest free in every
+        one of its cells, at least its number of seconds after the step before (the first: from now)."""
         with self._turn:
             for _ in range(_TRIES):
                 entity, etag = self._read()
                 now = self._clock()
-                used = (*cells, *(cell for cell in then if cell not in cells))
+                used = list(dict.fromkeys(cell for cells, _ in steps for cell in cells))
                 spacing = {cell: self.spacing(cell, self.stretch(entity, now)) for cell in used}
                 # Times before now minus the spacing cannot constrain a slot from now on: dropped.
                 taken = {cell: [t for t in _slots(entity, cell) if t > now - spacing[cell]] for cell in used}
-                slots = [_earliest(max(now, entity.get(_NOT_BEFORE, 0.0)), {c: taken[c] for c in cells}, spacing)]
-                for cell in cells:
-                    taken[cell].append(slots[0])
-                if then:
-                    slots.append(_earliest(slots[0] + after, {c: taken[c] for c in then}, spacing))
-                    for cell in then:
-                        taken[cell].append(slots[1])
+                slots, start = [], max(now, entity.get(_NOT_BEFORE, 0.0))
+                for cells, after in steps:
+                    start = _earliest(start + (after if slots else 0.0), {c: taken[c] for c in cells}, spacing)
+                    slots.append(start)
+                    for cell in cells:
+                        taken[cell].append(start)
                 update = {"PartitionKey": self._key, "RowKey": _ROW,
                           **{_property(cell): _text(sorted(taken[cell])) for cell in used}}
                 try:
                     self._table.update_entity(update, etag=etag, match_condition=MatchConditions.IfNotModified)
-                    return tuple(slots)
+                    return slots
                 except ResourceModifiedError:
                     continue  # another worker reserved meanwhile: look again
         raise RateBudgetBusy(f"could not reserve a slot of the budget {self._key}")

@@ -16,15 +16,16 @@ from shared.ratelimit import SharedRateBudget
 # throttled: shared/ratelimit.py's stretch).
 # - Imports: a minute-long window. An import that reaches it up to BULK_MARGIN x 60 s (0.3 s) later
 #   than its slot, while the one a window later is on time, still leaves that window within the
-#   limit (a sender sends as soon as its slot comes, so only a process held up is that late). The
-#   imports bound a run's speed, so their margin is kept small: 0.5% of the ceiling.
+#   limit; a sender later than LATE_TOLERANCE (the outcome read before it took longer than its
+#   share, say) takes a fresh slot instead. The imports bound a run's speed, so their margin is kept small: 0.5% of the ceiling.
 # - Requests: a one-second window, where a delay of a few milliseconds is a large part of the
 #   0.2 s interval; at the bulk limit a run uses about two thirds of it, so a wide margin costs nothing.
 #   A request up to REQUEST_MARGIN x 1 s later than its slot leaves the window within the limit in
-#   the same way; an outcome read whose slot was reserved with its import (reserve_bulk_then_request)
-#   and is passed by more than half that takes a fresh slot instead (exports/run/outcomes.py).
+#   the same way; an outcome read whose slot was reserved with an import or with other reads
+#   (exports/run/outcomes.py) and is passed by more than half that takes a fresh slot instead.
 BULK_MARGIN = 0.005
 REQUEST_MARGIN = 0.03
+LATE_TOLERANCE_SECONDS = BULK_MARGIN * 60.0 / 2
 REQUEST_LATE_TOLERANCE_SECONDS = REQUEST_MARGIN * 1.0 / 2
 SINGLE_CONTACT_IMPORTS_PER_MINUTE = 20
 # The cells each kind of request takes a slot of.
@@ -58,10 +59,20 @@ class AccountBudget:
     def wait_until(self, slot: float) -> None:
         self._shared.wait_until(slot)
 
-    def reserve_bulk_then_request(self, contacts: int, after: float) -> tuple[float, float]:
-        """The slot of a bulk import of `contacts` and, in the same reservation, a request slot at least `after`
-        seconds later: the sender reads an earlier import's outcome then, without a reservation of its own."""
-        return self._shared.reserve_then(_CELLS[self.bulk_kind(contacts)], _CELLS["request"], after)
+    def reserve_request_then_bulk(self, contacts: int, after: float) -> tuple[float, float]:
+        """A request slot and, in the same reservation, the slot of a bulk import of `contacts` at least `after`
+        seconds later: the sender reads an earlier import's outcome while it waits for its import's slot."""
+        read, bulk = self._shared.reserve_series([(_CELLS["request"], 0.0), (_CELLS[self.bulk_kind(contacts)], after)])
+        return read, bulk
+
+    def too_late(self, slot: float) -> bool:
+        """Whether a bulk import for `slot` now would come so late that the imports a minute later could overrun
+        the account's minute window (see BULK_MARGIN): the sender then takes a fresh slot."""
+        return self._clock() - slot > LATE_TOLERANCE_SECONDS
+
+    def reserve_requests(self, count: int) -> list[float]:
+        """`count` request slots in one reservation, for requests one after the other (outcome reads)."""
+        return self._shared.reserve_series([(_CELLS["request"], 0.0)] * count)
 
     def too_late_for_request(self, slot: float) -> bool:
         """Whether a request for `slot` now would come too late for the account's one-second window (see

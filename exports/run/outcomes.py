@@ -1,12 +1,11 @@
 """What became of a chunk's bulk imports: ActiveCampaign processes them after answering, so
 `queued_contacts` is not the outcome. Each import is read back with import/info.
 
-Reads are interleaved with the sending, at most one per import sent and each import's first a
-second after it was sent: right after each import, in a request slot reserved with that import
-(one budget reservation for both, instead of one each), so they use the request budget while
-the sender waits for its next bulk slot; the ones still open when the chunk's last import is
-sent are read until known or until ACTIVECAMPAIGN_OUTCOME_WAIT_SECONDS have passed since the
-import was sent. Every outcome is written to the run's files (the rejects report, and the
+Reads are interleaved with the sending, at most one before each import and each import's first a
+second after it was sent, so they use the request budget while the sender waits for its next
+bulk slot (the read's slot and the import's are taken in one budget reservation, not one each);
+the ones still open when the chunk's last import is sent are read until known or until
+ACTIVECAMPAIGN_OUTCOME_WAIT_SECONDS have passed since the import was sent. Every outcome is written to the run's files (the rejects report, and the
 chunk's undelivered emails, which are kept out of the sync state) before the checkpoint that drops
 it from the pending list, so a redelivered chunk reads again only what it had not recorded.
 """
@@ -39,11 +38,13 @@ log = logging.getLogger(__name__)
 FIRST_READ_DELAY_SECONDS = 1.0
 FIRST_READ_SECONDS = 0.25
 MAX_READ_INTERVAL_SECONDS = 15.0
-# The read after an import is reserved this much later than the import's slot at first, then
-# half as late again as the sender took from the slot to the read (the request and the
-# checkpoint), averaged: late enough that the read seldom misses its slot and takes another.
-FIRST_READ_AFTER_IMPORT_SECONDS = 0.1
-READ_AFTER_IMPORT_FACTOR = 1.5
+# The import after a read is reserved at least this much later than the read's slot at first,
+# then half as long again as reads took (averaged), so that the import seldom misses its slot.
+FIRST_READ_SECONDS_EXPECTED = 0.1
+READ_TIME_FACTOR = 1.5
+# Reads due together once the chunk's last import is sent (the imports sent within the last
+# second) share one reservation; no more than a second's worth at the documented 5 a second.
+READS_RESERVED_AT_ONCE = 5
 
 
 @dataclass
@@ -63,19 +64,7 @@ class Outcomes:
         self.pending = list(pending)
         self.counts = counts
         self._reads: dict[str, tuple[int, float]] = {}  # batch id -> (reads by this delivery, when last read)
-        self._import_slot: float | None = None  # the last import's slot, and the read slot reserved with it
-        self._read_slot: float | None = None
-        self._took = FIRST_READ_AFTER_IMPORT_SECONDS / READ_AFTER_IMPORT_FACTOR  # slot to read, averaged
-
-    def import_slot(self, contacts: int) -> float:
-        """Reserve the next bulk import's slot; while imports are open, with a request slot after it for
-        the read that follows the import (read_one_due)."""
-        if not self.pending:
-            self._import_slot = self._read_slot = None
-            return self._budget.reserve(self._budget.bulk_kind(contacts))
-        self._import_slot, self._read_slot = self._budget.reserve_bulk_then_request(
-            contacts, READ_AFTER_IMPORT_FACTOR * self._took)
-        return self._import_slot
+        self._read_seconds = FIRST_READ_SECONDS_EXPECTED  # how long a read takes, averaged
 
     def add(self, position: int, count: int, batch_id: str | None) -> None:
         pending = PendingImport(position, count, batch_id or "", self._clock())
@@ -84,31 +73,39 @@ class Outcomes:
         else:  # an acceptance without a batch id cannot be read back
             self._unconfirmed(pending, "ActiveCampaign's answer named no batchId")
 
-    def read_one_due(self, sending: bool = True) -> bool:
-        """Read the oldest import whose next read is due; whether one was read. `sending`: the chunk still has
-        imports to send (its fresh imports then wait FIRST_READ_DELAY_SECONDS for their first read). After an
-        import, the read takes the slot reserved with it, unless it is too late for it."""
-        now, slot = self._clock(), self._read_slot
-        if slot is not None:
-            self._read_slot = None
-            self._took += 0.2 * (now - self._import_slot - self._took)
-            if self._budget.too_late_for_request(slot):
-                slot = None
-        for pending in self.pending:
-            if now >= self._next_read_at(pending, sending):
-                self._read(pending, slot)
-                return True
-        return False  # a slot reserved for a read goes unused: one request of the account's 5 a second
+    def import_slot(self, contacts: int) -> float:
+        """Reserve the next bulk import's slot; if an earlier import's read is due, read it first, in a request
+        slot of the same reservation (the import's slot then comes after the read is expected to be done)."""
+        now = self._clock()
+        due = next((p for p in self.pending if now >= self._next_read_at(p, sending=True)), None)
+        if due is None:
+            return self._budget.reserve(self._budget.bulk_kind(contacts))
+        read_slot, slot = self._budget.reserve_request_then_bulk(contacts, READ_TIME_FACTOR * self._read_seconds)
+        self._budget.wait_until(read_slot)
+        began = self._clock()
+        self._read(due, None if self._budget.too_late_for_request(read_slot) else read_slot)
+        self._read_seconds += 0.2 * (self._clock() - began - self._read_seconds)
+        return slot
 
     def read_all(self, sleep: Callable[[float], None], stop: Callable[[], str | None]) -> str | None:
-        """Read until every import is known or given up on; the stop reason if the run must stop first."""
+        """Read until every import is known or given up on; the stop reason if the run must stop first.
+
+        The reads due together take their slots in one reservation (at most READS_RESERVED_AT_ONCE); once
+        one would be too late for its slot, the rest take a fresh reservation."""
         while self.pending:
-            if not self.read_one_due(sending=False):
+            now = self._clock()
+            due = [p for p in self.pending if now >= self._next_read_at(p, sending=False)][:READS_RESERVED_AT_ONCE]
+            if not due:
                 reason = stop()
                 if reason:
                     return reason
                 wait = min(self._next_read_at(p, sending=False) for p in self.pending) - self._clock()
                 sleep(max(0.0, min(wait, MAX_READ_INTERVAL_SECONDS)))
+                continue
+            for pending, slot in zip(due, self._budget.reserve_requests(len(due)), strict=True):
+                if self._budget.too_late_for_request(slot):
+                    break
+                self._read(pending, slot)
         return None
 
     def _next_read_at(self, pending: PendingImport, sending: bool) -> float:

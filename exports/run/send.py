@@ -208,8 +208,8 @@ def _send_changes(ctx: AppContext, run: Run, claim: ChunkClaim, to_send: list[It
         raise stopped()
     warnings = []
     for batch in batches(to_send, position, run.list_id, run.exclude_automations, list_action):
-        # The batch is sent, its progress checkpointed, then an earlier import's outcome read (the next
-        # checkpoint records it: an outcome is written to the run's files before a checkpoint drops it).
+        # An earlier import's outcome is read as this batch waits for its slot; one checkpoint then records
+        # both, right after the send (an outcome is written to the run's files before a checkpoint drops it).
         accepted, refused = _import(ctx, client, budget, outcomes, batch, run, on_retry, list_action)
         if refused:
             _write_rejects(ctx, run.id, index, position, refused)
@@ -220,7 +220,6 @@ def _send_changes(ctx: AppContext, run: Run, claim: ChunkClaim, to_send: list[It
             outcomes.add(position, len(batch), accepted.batch_id)
         position, sent, rejected = position + len(batch), sent + accepted.queued_contacts, rejected + len(refused)
         checkpoint()
-        outcomes.read_one_due()
     stop = outcomes.read_all(ctx.backoff.sleep, lambda: stop_reason(ctx, run, cancelled_only=True))
     if stop:
         raise _Stop(f"{stop} ({sent} contacts of this chunk were sent before)")
@@ -368,13 +367,21 @@ def _on_retry(run_id: str, index: int, budget: AccountBudget) -> Callable[[Trans
 
 def _import(ctx: AppContext, client: ActiveCampaignClient, budget: AccountBudget, outcomes: Outcomes,
             batch: list[Item], run: Run, on_retry, list_action: str | None) -> tuple[ImportAccepted, list[tuple[Item, str]]]:
-    """Send one batch; contacts ActiveCampaign refuses are taken out and the rest sent again."""
+    """Send one batch; contacts ActiveCampaign refuses are taken out and the rest sent again.
+
+    A slot this sender missed by more than budget.py's LATE_TOLERANCE_SECONDS goes unused, costing the
+    account one interval once: the send takes a fresh one instead of arriving late."""
     pending, refused = list(batch), []
     while pending:
         contacts = [item.contact for item in pending]
+        kind = budget.bulk_kind(len(contacts))
+        first_slot = [outcomes.import_slot(len(contacts))]  # a retry (after a 429, say) reserves its own
 
-        def call(contacts=contacts):
-            budget.wait_until(outcomes.import_slot(len(contacts)))
+        def call(contacts=contacts, kind=kind, first_slot=first_slot):
+            slot = first_slot.pop() if first_slot else budget.reserve(kind)
+            if budget.too_late(slot):  # the read before it took longer than its share of the wait
+                slot = budget.reserve(kind)
+            budget.wait_until(slot)
             return client.bulk_import(contacts, run.list_id, run.exclude_automations, list_action)
 
         try:

@@ -1,7 +1,8 @@
 """`python -m tests.bench [--only NAME,...] [--quick]`: run the benchmarks, one JSON line each, then a summary.
 
     ceiling   worker processes drain one run at 12x ActiveCampaign's limits: ceiling_utilization, throttled
-    single    the same with one worker process, one and two executions at a time (where gaps come from)
+    single    the same with one worker process, one execution at a time and as many as the host runs (where gaps
+              come from)
     cli       `python -m exports run` in one process on 100,000 contacts at the same limits: ceiling_utilization
     pipeline  1,000,000 profiles through splitter and workers, limits lifted: wall, CPU, peak memory
     refresh   the same profiles exported, 1% changed, exported again: sent per changed, wall, CPU, memory
@@ -70,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
         results["ceiling"] = ceiling.run(rows=40_000 if quick else 330_000)
         emit(results["ceiling"])
     if "single" in chosen:
-        for concurrency in (1, 2):
+        for concurrency in (1, ceiling.HOST_EXECUTIONS):
             name = f"single_worker_{concurrency}_execution{'s' if concurrency > 1 else ''}"
             results[name] = ceiling.run(rows=20_000 if quick else 50_000, workers=1, concurrency=concurrency,
                                         blobs=2, name=name)

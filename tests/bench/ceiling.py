@@ -2,8 +2,9 @@
 
 The account allows 20 bulk imports/s (bulk_per_minute 1200) and 60 requests/s: ActiveCampaign's
 limits (100/min, 5/s) times 12, the same ratio between the two. Workers are separate processes,
-each with its own AppContext and LocalQueueHost loop (tests/bench/worker.py), sharing only Azurite
-and the account, as Function instances would. The figures come from the simulator's own record of
+each with its own AppContext and LocalQueueHost loops (tests/bench/worker.py), as many at once
+as an instance of the host runs (host.json's batchSize plus newBatchThreshold), sharing only
+Azurite and the account, as Function instances would. The figures come from the simulator's own record of
 the bulk imports it admitted: achieved rate over the sending period (first to last admitted bulk
 import) divided by the allowed rate, and every throttling answer it gave (429 + bulk 400).
 
@@ -17,6 +18,7 @@ import statistics
 import time
 
 from exports.activecampaign.budget import BULK_MARGIN
+from exports.local_host import QueueSettings
 from tests.bench.harness import (
     API_KEY,
     LIST_ID,
@@ -37,8 +39,11 @@ REQUESTS_PER_SECOND = 60
 BULK_PER_MINUTE = 1200
 
 
-def run(rows: int = 330_000, workers: int = 4, concurrency: int = 2, blobs: int = 4, name: str = "ceiling",
-        deadline_seconds: float = 420) -> dict:
+HOST_EXECUTIONS = QueueSettings.from_host_json().executions  # what one instance of the host works on at once
+
+
+def run(rows: int = 330_000, workers: int = 4, concurrency: int = HOST_EXECUTIONS, blobs: int = 4,
+        name: str = "ceiling", deadline_seconds: float = 420) -> dict:
     """One run of `rows` profiles drained by `workers` processes of `concurrency` executions each."""
     allowed = BULK_PER_MINUTE / 60.0
     with Azurite() as azurite, ActiveCampaignSimulator(api_keys={API_KEY}, lists={LIST_ID: "Bench"},

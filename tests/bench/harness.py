@@ -96,7 +96,7 @@ class Workers:
     run_id: str
     count: int
     deadline_seconds: float
-    concurrency: int = 1  # messages each process works on at once (threads), like host.json batchSize
+    concurrency: int = 1  # messages each process works on at once (threads), like an instance of the host
     procs: list = field(default_factory=list)
 
     def start(self) -> Workers:

@@ -50,14 +50,30 @@ class Ledger:
 
     def install(self, monkeypatch) -> Ledger:
         reserve, penalize = AccountBudget.reserve, AccountBudget.penalize
+        request_then_bulk, requests_at_once = AccountBudget.reserve_request_then_bulk, AccountBudget.reserve_requests
         ledger = self
+
+        def record(called: float, *kinds_and_slots: tuple[str, float]) -> None:
+            with ledger.lock:
+                ledger.reservations.extend((threading.get_ident(), called, kind, slot) for kind, slot in kinds_and_slots)
 
         def recording_reserve(budget, kind):
             called = budget._clock()
             slot = reserve(budget, kind)
-            with ledger.lock:
-                ledger.reservations.append((threading.get_ident(), called, kind, slot))
+            record(called, (kind, slot))
             return slot
+
+        def recording_request_then_bulk(budget, contacts, after):
+            called = budget._clock()
+            read, bulk = request_then_bulk(budget, contacts, after)
+            record(called, ("request", read), (budget.bulk_kind(contacts), bulk))
+            return read, bulk
+
+        def recording_requests(budget, count):
+            called = budget._clock()
+            slots = requests_at_once(budget, count)
+            record(called, *(("request", slot) for slot in slots))
+            return slots
 
         def recording_penalize(budget, pause_seconds):
             until = budget._clock() + pause_seconds
@@ -66,6 +82,8 @@ class Ledger:
                 ledger.penalties.append((threading.get_ident(), budget._clock(), until))
 
         monkeypatch.setattr(AccountBudget, "reserve", recording_reserve)
+        monkeypatch.setattr(AccountBudget, "reserve_request_then_bulk", recording_request_then_bulk)
+        monkeypatch.setattr(AccountBudget, "reserve_requests", recording_requests)
         monkeypatch.setattr(AccountBudget, "penalize", recording_penalize)
         return self
 
@@ -454,6 +472,30 @@ def test_another_integration_using_the_account_is_absorbed_with_nothing_lost(app
         assert all(slot >= until - EPSILON for slot in ledger.asked_after(returned))
 
 
+def test_outcome_reads_share_their_imports_budget_reservations(app, monkeypatch):
+    """One budget write (an entity read and a conditional write of Table storage) per bulk import, which also
+    holds the slot of the outcome read after it; the reads due together at a chunk's end share one."""
+    from shared.ratelimit import SharedRateBudget
+
+    writes, real = [], SharedRateBudget.reserve_series
+    monkeypatch.setattr(SharedRateBudget, "reserve_series",
+                        lambda budget, steps: writes.append(len(steps)) or real(budget, steps))
+    app.simulator.configure(import_processing_seconds=0.3)  # outcomes arrive later, as ActiveCampaign's do
+    files, expected = make_segment(rows=5000, blobs=1, seed=4, bad=False)
+    for file_name, data in files:
+        app.upload("budget-reads/" + file_name, data)
+    export = app.export(prefix="budget-reads/", mapping=MAPPING)
+
+    status = app.drain(app.start(export.id).body["runId"])
+
+    stats = app.simulator.stats()
+    assert status["status"] == "succeeded" and stats["bulk_requests"] >= 20
+    requests_made = stats["bulk_requests"] + stats["import_info_requests"]
+    assert sum(writes) >= requests_made, "every request had its slot"
+    assert len(writes) <= stats["bulk_requests"] + stats["import_info_requests"] / 2 + 3, (
+        f"{len(writes)} reservations for {stats['bulk_requests']} imports and {stats['import_info_requests']} reads")
+
+
 @pytest.mark.parametrize("status_code", [429, 503])
 def test_a_throttling_answer_to_one_worker_pauses_every_worker_and_nothing_is_lost(tables, monkeypatch, status_code):
     """The account answers one import with throttling (429 with Retry-After, or 503 without): the
@@ -554,31 +596,37 @@ def test_a_throttled_budget_spaces_its_slots_wider_for_every_worker_and_narrows_
     assert bulk_gap(budget()) == pytest.approx(rest, rel=1e-4)
 
 
-def test_an_import_and_the_read_after_it_take_one_reservation_spaced_like_any_two_requests(tables):
+def test_a_read_and_the_import_after_it_take_one_reservation_spaced_like_any_two_requests(tables):
     from azure.data.tables import TableServiceClient
 
-    from exports.activecampaign.budget import REQUEST_LATE_TOLERANCE_SECONDS
+    from exports.activecampaign.budget import LATE_TOLERANCE_SECONDS, REQUEST_LATE_TOLERANCE_SECONDS
 
     clock = _Clock(2_000_000.0)
     table = TableServiceClient.from_connection_string(tables).get_table_client(RATE_BUDGETS_TABLE)
     budget = AccountBudget(table, account(), 5, 100, clock=clock)
-    other = budget.reserve("request")  # another sender's request, right now
+    other = budget.reserve("bulk")  # another sender's import, right now
     writes = []
     real_update = table.update_entity
     table.update_entity = lambda *args, **kwargs: writes.append(1) or real_update(*args, **kwargs)
-    bulk, read = budget.reserve_bulk_then_request(250, after=0.05)
+    read, bulk = budget.reserve_request_then_bulk(250, after=0.05)
     assert len(writes) == 1
-    assert bulk == pytest.approx(other + budget.request_interval)
-    assert read == pytest.approx(bulk + budget.request_interval), "at least `after` later, and a request's spacing"
-    assert budget.reserve("request") == pytest.approx(read + budget.request_interval), "the read's slot is taken"
-    later_bulk, later_read = budget.reserve_bulk_then_request(250, after=1.0)
-    assert later_bulk == pytest.approx(bulk + budget.bulk_interval)
-    assert later_read == pytest.approx(later_bulk + 1.0)
+    assert read == pytest.approx(other + budget.request_interval), "the next free request slot"
+    assert bulk == pytest.approx(other + budget.bulk_interval), "the next free import slot, well after the read"
+    read, bulk = budget.reserve_request_then_bulk(250, after=1.0)
+    assert read == pytest.approx(other + 2 * budget.request_interval)
+    assert bulk == pytest.approx(read + 1.0), "at least `after` past the read"
+    reads = budget.reserve_requests(3)
+    assert len(writes) == 3
+    assert reads == pytest.approx([other + 3 * budget.request_interval + n * budget.request_interval for n in range(3)])
 
     clock.now = read + REQUEST_LATE_TOLERANCE_SECONDS * 0.9
     assert not budget.too_late_for_request(read)
     clock.now = read + REQUEST_LATE_TOLERANCE_SECONDS * 1.1
     assert budget.too_late_for_request(read)
+    clock.now = bulk + LATE_TOLERANCE_SECONDS * 0.9
+    assert not budget.too_late(bulk)
+    clock.now = bulk + LATE_TOLERANCE_SECONDS * 1.1
+    assert budget.too_late(bulk)
 
 
 def test_a_request_takes_a_free_place_before_imports_reserved_ahead_and_the_imports_keep_their_pace(tables):
