@@ -15,6 +15,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from exports.activecampaign.budget import BULK_MARGIN
 from tests.bench.ceiling import BULK_PER_MINUTE, REQUESTS_PER_SECOND
 from tests.bench.harness import API_KEY, LIST_ID, ROOT, app_env, expected_emails, profile_rows
 from tests.support.activecampaign import ActiveCampaignSimulator
@@ -40,11 +41,15 @@ def run(rows: int = 100_000, timeout_seconds: float = 600) -> dict:
         stats = simulator.stats()
         sending = stamps[-1] - stamps[0] if len(stamps) > 1 else 0.0
         achieved = (len(stamps) - 1) / sending if sending else 0.0
+        interval = (1 + BULK_MARGIN) * 60.0 / BULK_PER_MINUTE
+        gaps = [(at - stamps[0], b - at) for at, b in zip(stamps, stamps[1:], strict=False) if b - at > 2 * interval]
         return {
             "benchmark": "cli", "profiles": rows, "exit_code": done.returncode,
             "limits": {"requests_per_second": REQUESTS_PER_SECOND, "bulk_per_minute": BULK_PER_MINUTE},
             "list_exact": simulator.subscribed(LIST_ID) == expected_emails(rows),
             "bulk_requests": len(stamps), "sending_seconds": round(sending, 2),
             "ceiling_utilization": round(achieved / (BULK_PER_MINUTE / 60.0), 4),
+            "gaps_over_2_intervals": len(gaps), "seconds_lost_in_those_gaps": round(sum(g - interval for _, g in gaps), 2),
+            "long_gaps_at": [[round(at, 2), round(gap, 3)] for at, gap in gaps],
             "throttled": stats["throttled_429"] + stats["throttled_bulk"], "wall_seconds": round(wall, 1),
         }
