@@ -472,14 +472,18 @@ def test_another_integration_using_the_account_is_absorbed_with_nothing_lost(app
         assert all(slot >= until - EPSILON for slot in ledger.asked_after(returned))
 
 
-def test_outcome_reads_share_their_imports_budget_reservations(app, monkeypatch):
+def test_a_chunk_reads_its_budget_and_run_rows_less_often_than_it_sends(app, monkeypatch):
     """One budget write (an entity read and a conditional write of Table storage) per bulk import, which also
-    holds the slot of the outcome read after it; the reads due together at a chunk's end share one."""
+    holds the slot of the outcome read before it; the reads due together at a chunk's end share one. The run
+    row is read as the chunk starts, not before every batch: a cancel reaches the sender on its chunk's row."""
+    from exports.store.runs import RunStore
     from shared.ratelimit import SharedRateBudget
 
     writes, real = [], SharedRateBudget.reserve_series
     monkeypatch.setattr(SharedRateBudget, "reserve_series",
                         lambda budget, steps: writes.append(len(steps)) or real(budget, steps))
+    run_reads, real_get_run = [], RunStore.get_run
+    monkeypatch.setattr(RunStore, "get_run", lambda store, run_id: run_reads.append(run_id) or real_get_run(store, run_id))
     app.simulator.configure(import_processing_seconds=0.3)  # outcomes arrive later, as ActiveCampaign's do
     files, expected = make_segment(rows=5000, blobs=1, seed=4, bad=False)
     for file_name, data in files:
@@ -494,6 +498,7 @@ def test_outcome_reads_share_their_imports_budget_reservations(app, monkeypatch)
     assert sum(writes) >= requests_made, "every request had its slot"
     assert len(writes) <= stats["bulk_requests"] + stats["import_info_requests"] / 2 + 3, (
         f"{len(writes)} reservations for {stats['bulk_requests']} imports and {stats['import_info_requests']} reads")
+    assert len(run_reads) < stats["bulk_requests"] / 2, f"{len(run_reads)} run row reads for {stats['bulk_requests']} imports"
 
 
 @pytest.mark.parametrize("status_code", [429, 503])
