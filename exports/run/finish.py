@@ -39,6 +39,8 @@ def finish_when_sent(ctx: AppContext, view: RunView | str) -> None:
     chunk has compared, the remainder chunk if they left any (it sends beside the last of them); once those
     are all final, the leaver pass (or the guardrail's hold), else the end; after the leaver pass, the end."""
     if isinstance(view, str):
+        if ctx.runs.any_chunk_to_compare(view):
+            return  # nothing moves on yet, as buckets_compared would say after reading every row
         view = ctx.runs.view(view)
     if view.final:
         return

@@ -16,11 +16,12 @@ from collections.abc import Callable
 
 from azure.core import MatchConditions
 from azure.core.exceptions import HttpResponseError, ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
-from azure.data.tables import TableServiceClient, UpdateMode
+from azure.data.tables import TableServiceClient, TableTransactionError, UpdateMode
 
 from exports.errors import PieceNotFound, RunNotFound
 from exports.model import (
     MAX_ERRORS,
+    REMAINDER_BUCKET,
     Cancellation,
     Chunk,
     ChunkStatus,
@@ -72,8 +73,19 @@ class RunStore:
         self._insert(rows, operation="create")
 
     def add_chunks(self, chunks: list[Chunk]) -> None:
-        """Planned chunks; upserted, so a planner that crashed and is redelivered writes the same rows again."""
-        self._insert([_chunk_entity(c) for c in chunks], operation="upsert")
+        """Planned chunks, created once: a row already there (another planner's, or one a redelivered planner
+        wrote before it crashed) stays as it is, whatever a worker has recorded on it since."""
+        rows = [_chunk_entity(c) for c in chunks]
+        for start in range(0, len(rows), _TRANSACTION_ROWS):
+            batch = rows[start:start + _TRANSACTION_ROWS]
+            try:
+                self._table.submit_transaction([("create", row) for row in batch])
+            except TableTransactionError:  # some row of the batch exists: the others one at a time
+                for row in batch:
+                    try:
+                        self._table.create_entity(row)
+                    except ResourceExistsError:
+                        pass
 
     def add_chunk_once(self, chunk: Chunk) -> None:
         """A chunk that several workers may decide to add at once: the first one's row stands."""
@@ -118,6 +130,18 @@ class RunStore:
         rows = self._table.query_entities("PartitionKey eq @pk and RowKey ge @first and RowKey lt @after",
                                           parameters={"pk": run_id, "first": segment_row(0), "after": _SEGMENT_PREFIX + "~"})
         return sorted((_segment(e) for e in rows), key=lambda s: s.index)
+
+    def any_chunk_to_compare(self, run_id: str) -> bool:
+        """Whether a bucket's chunk has neither compared nor finished, in a query of one row at most: the
+        question every chunk asks as it compares and as it ends, which a view of every row (growing with
+        the run's chunks) would answer at a cost that grows with the square of the chunks."""
+        rows = self._table.query_entities(
+            "PartitionKey eq @pk and RowKey ge @first and RowKey lt @after and compared eq false"
+            " and status ne @succeeded and status ne @failed and bucket ne @remainder",
+            parameters={"pk": run_id, "first": chunk_row(0), "after": _CHUNK_PREFIX + "~", "remainder": REMAINDER_BUCKET,
+                        "succeeded": ChunkStatus.SUCCEEDED.value, "failed": ChunkStatus.FAILED.value},
+            select=["RowKey"], results_per_page=1)
+        return next(iter(rows), None) is not None
 
     def finished_before(self, started_before_ms: int) -> list[Run]:
         """Final runs that started before the time given (the retention sweep's candidates)."""
@@ -386,8 +410,9 @@ def _segment(entity) -> Segment:
 
 
 def _chunk_entity(chunk: Chunk) -> dict:
+    # "compared" is written from the start, so a query can ask for the chunks that have not compared yet.
     return {"PartitionKey": chunk.run_id, "RowKey": chunk_row(chunk.index, chunk.leaving), "bucket": chunk.bucket,
-            "records": chunk.records, "status": chunk.status}
+            "records": chunk.records, "status": chunk.status, "compared": chunk.compared}
 
 
 def _chunk(entity) -> Chunk:

@@ -134,3 +134,20 @@ def test_the_remainder_chunk_sends_beside_the_last_bucket_and_commits_once_every
     assert sorted(import_sizes)[1:] == [MAX_CONTACTS_PER_IMPORT] * (len(import_sizes) - 1)
     assert app.ctx.runs.get_chunk(run_id, sent_early.index).state.final
     assert state_of(app, run_id) == expected_state(app, run_id, profiles), "the remainder's contacts committed after"
+
+
+def test_whether_any_bucket_still_has_to_compare_is_one_query_of_a_row_at_most(app):
+    from exports.model import REMAINDER_BUCKET, Chunk, ChunkStatus
+
+    store, run_id = app.ctx.runs, "compare-query-run"
+    store.add_chunks([Chunk(run_id=run_id, index=n, status=ChunkStatus.QUEUED.value, bucket=n) for n in range(3)])
+    store.add_chunk_once(Chunk(run_id=run_id, index=3, status=ChunkStatus.PENDING.value, bucket=REMAINDER_BUCKET))
+    try:
+        assert store.any_chunk_to_compare(run_id)
+        store.claim_chunk(run_id, 0, "a", 10, 0).record_comparison(10, 0, 0, 0)
+        store.fail_chunk(run_id, 1, "stopped before it compared")
+        assert store.any_chunk_to_compare(run_id), "chunk 2 is queued"
+        store.claim_chunk(run_id, 2, "b", 10, 0).record_comparison(10, 0, 0, 0)
+        assert not store.any_chunk_to_compare(run_id), "the remainder chunk, pending, is not a bucket's"
+    finally:
+        store.delete_run(run_id)
