@@ -1,4 +1,4 @@
-"""What a process sets up at startup, and only then: log redaction and the CSV field limit."""
+"""What a process sets up at startup, and only then: log redaction, the CSV field limit, the collector."""
 from __future__ import annotations
 
 import logging
@@ -13,15 +13,17 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def test_importing_the_app_modules_changes_no_process_state_until_startup():
     code = (
-        "import csv, logging\n"
+        "import csv, gc, logging\n"
         "default_limit, default_factory = csv.field_size_limit(), logging.getLogRecordFactory()\n"
         "import exports.segments.readers, exports.run.send, exports.services.exports, shared.logging\n"
         "assert csv.field_size_limit() == default_limit, 'the CSV limit changed at import'\n"
         "assert logging.getLogRecordFactory() is default_factory, 'redaction was installed at import'\n"
+        "assert gc.get_freeze_count() == 0, 'the collector was told at import'\n"
         "from exports.startup import configure_process\n"
         "configure_process()\n"
         "assert csv.field_size_limit() == exports.segments.readers.CSV_FIELD_LIMIT != default_limit\n"
         "assert logging.getLogRecordFactory() is not default_factory\n"
+        "assert gc.get_freeze_count() > 10_000, 'the modules loaded are out of the full collections'\n"
     )
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
