@@ -3,10 +3,11 @@
 Every bucket gets a chunk, even one the segment put no contact in: its shards of the sync state
 may hold contacts that left the segment.
 
-Any splitter may call after_split once it has recorded its own blob; the run row's ETag makes
-exactly one of several concurrent callers plan. Chunk rows are written before their messages
-are queued, so a planner that crashes in between is resumed by the redelivered split message,
-which queues the chunks still pending.
+Any splitter may call after_split once it has recorded its own blob. Each writes the chunk rows
+that are not there yet, then the run row's ETag makes exactly one of them move the run to
+"sending" and queue the chunks. Chunk rows are written before the run moves on and before their
+messages are queued, so a planner that crashes in between is resumed by the redelivered split
+message, which queues the chunks still pending.
 """
 from __future__ import annotations
 
@@ -41,18 +42,20 @@ def after_split(ctx: AppContext, run_id: str) -> None:
     if run.cancellation or any(s.state is SegmentStatus.FAILED for s in view.segments):
         finish.finish(ctx, view)
         return
+    # Every chunk row is written before the run says "sending": a view that says so has them all, so
+    # nobody finishes a run whose chunks are still being added.
+    ctx.runs.add_chunks(planned_chunks(view))
     if ctx.runs.start_sending(run):
-        plan_chunks(ctx, ctx.runs.view(run_id))
+        chunks = ctx.runs.view(run_id).chunks
+        enqueue(ctx, chunks)
+        log.info("chunks queued: run=%s chunks=%d", run_id, len(chunks))
 
 
-def plan_chunks(ctx: AppContext, view: RunView) -> None:
+def planned_chunks(view: RunView) -> list[Chunk]:
     run = view.run
     totals = bucket_totals((s.bucket_counts for s in view.segments), run.buckets)
-    chunks = [Chunk(run_id=run.id, index=bucket, status=ChunkStatus.PENDING.value, bucket=bucket, records=count)
-              for bucket, count in enumerate(totals)]
-    ctx.runs.add_chunks(chunks)
-    enqueue(ctx, ctx.runs.view(run.id).chunks)
-    log.info("chunks queued: run=%s chunks=%d", run.id, len(chunks))
+    return [Chunk(run_id=run.id, index=bucket, status=ChunkStatus.PENDING.value, bucket=bucket, records=count)
+            for bucket, count in enumerate(totals)]
 
 
 def enqueue(ctx: AppContext, chunks: Iterable[Chunk]) -> None:

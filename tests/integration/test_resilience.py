@@ -47,6 +47,41 @@ def test_a_redelivered_segment_message_queues_no_chunk_twice(app):
     assert app.simulator.subscribed("3") == expected.emails
 
 
+def test_a_splitter_that_looks_as_the_planner_moves_the_run_on_neither_finishes_it_nor_resets_a_chunk(app, monkeypatch):
+    """Two splitters end together: while the one that won moves the run to "sending", the other looks at the
+    run (a redelivered split message does the same), and a slow one writes the chunk rows it planned from an
+    older view. The run is not finished for want of chunks, and no chunk a worker has taken is reset."""
+    from exports.store.runs import RunStore
+
+    expected = segment(app, "plan-race/", rows=3000, blobs=3)
+    app.ctx.settings = app.ctx.settings.__class__(**{**app.ctx.settings.__dict__, "chunk_size": 1000})
+    _, run_id = start(app, "plan-race/")
+    real_start_sending, looked = RunStore.start_sending, []
+
+    def start_sending_while_another_looks(store, run):
+        won = real_start_sending(store, run)
+        if won and not looked:
+            looked.append(store.view(run_id))
+            plan.after_split(app.ctx, run_id)  # the other splitter, before this one queued anything
+        return won
+
+    monkeypatch.setattr(RunStore, "start_sending", start_sending_while_another_looks)
+    while app.host.step(queues=(SEGMENTS_QUEUE,)):
+        pass
+    assert looked and not app.ctx.runs.get_run(run_id).final, "not finished while its chunks were being queued"
+    chunk = app.ctx.runs.claim_chunk(run_id, 0, "a worker", 10, 0)
+    chunk.checkpoint(250, 250, 0)
+    app.ctx.runs.add_chunks(plan.planned_chunks(looked[0]))  # the slow splitter's rows, planned before
+    again = app.ctx.runs.get_chunk(run_id, 0)
+    assert again.claim == "a worker" and again.position == 250, "the row a worker took stays as it is"
+    app.ctx.runs.fail_chunk(run_id, 0, "released for the test", etag=None)
+
+    status = app.drain(run_id)
+    assert status["status"] == "completed_with_errors" and status["chunks"]["failed"] == 1
+    assert status["chunks"]["succeeded"] == status["chunks"]["total"] - 1
+    assert app.simulator.subscribed("3") <= expected.emails
+
+
 def test_a_redelivered_chunk_that_succeeded_sends_nothing(app):
     segment(app, "redeliver-chunk/", rows=800, blobs=1)
     _, run_id = start(app, "redeliver-chunk/")
