@@ -28,6 +28,9 @@ REQUEST_MARGIN = 0.03
 LATE_TOLERANCE_SECONDS = BULK_MARGIN * 60.0 / 2
 REQUEST_LATE_TOLERANCE_SECONDS = REQUEST_MARGIN * 1.0 / 2
 SINGLE_CONTACT_IMPORTS_PER_MINUTE = 20
+# How long an answer of the account takes, as this process has seen (averaged), to begin with; it
+# is what a sender leaves between an outcome read's slot and the slot of the import after it.
+FIRST_RESPONSE_SECONDS = 0.05
 # The cells each kind of request takes a slot of.
 _CELLS = {"request": ("requests",), "bulk": ("requests", "imports"), "single": ("requests", "imports", "singleImports")}
 
@@ -42,6 +45,7 @@ class AccountBudget:
              "singleImports": 60.0 / SINGLE_CONTACT_IMPORTS_PER_MINUTE},
             {"requests": REQUEST_MARGIN, "imports": BULK_MARGIN, "singleImports": BULK_MARGIN},
             clock=clock, sleep=sleep)
+        self.response_seconds = FIRST_RESPONSE_SECONDS  # kept for the process's life: every chunk learns from it
         # Spacing while never throttled (the budget's floor).
         self.request_interval = self._shared.spacing("requests")
         self.bulk_interval = self._shared.spacing("imports")
@@ -64,6 +68,10 @@ class AccountBudget:
         seconds later: the sender reads an earlier import's outcome while it waits for its import's slot."""
         read, bulk = self._shared.reserve_series([(_CELLS["request"], 0.0), (_CELLS[self.bulk_kind(contacts)], after)])
         return read, bulk
+
+    def observe_response(self, seconds: float) -> None:
+        """A request to the account took `seconds`: the average moves a fifth of the way to it."""
+        self.response_seconds += 0.2 * (seconds - self.response_seconds)
 
     def too_late(self, slot: float) -> bool:
         """Whether a bulk import for `slot` now would come so late that the imports a minute later could overrun

@@ -38,9 +38,8 @@ log = logging.getLogger(__name__)
 FIRST_READ_DELAY_SECONDS = 1.0
 FIRST_READ_SECONDS = 0.25
 MAX_READ_INTERVAL_SECONDS = 15.0
-# The import after a read is reserved at least this much later than the read's slot at first,
-# then half as long again as reads took (averaged), so that the import seldom misses its slot.
-FIRST_READ_SECONDS_EXPECTED = 0.1
+# The import after a read is reserved half as long again after the read's slot as the account's
+# answers take (averaged over the process's life, budget.py), so that it seldom misses its slot.
 READ_TIME_FACTOR = 1.5
 # Reads due together once the chunk's last import is sent (the imports sent within the last
 # second) share one reservation; no more than a second's worth at the documented 5 a second.
@@ -64,7 +63,6 @@ class Outcomes:
         self.pending = list(pending)
         self.counts = counts
         self._reads: dict[str, tuple[int, float]] = {}  # batch id -> (reads by this delivery, when last read)
-        self._read_seconds = FIRST_READ_SECONDS_EXPECTED  # how long a read takes, averaged
 
     def add(self, position: int, count: int, batch_id: str | None) -> None:
         pending = PendingImport(position, count, batch_id or "", self._clock())
@@ -80,11 +78,12 @@ class Outcomes:
         due = next((p for p in self.pending if now >= self._next_read_at(p, sending=True)), None)
         if due is None:
             return self._budget.reserve(self._budget.bulk_kind(contacts))
-        read_slot, slot = self._budget.reserve_request_then_bulk(contacts, READ_TIME_FACTOR * self._read_seconds)
+        read_slot, slot = self._budget.reserve_request_then_bulk(contacts,
+                                                                 READ_TIME_FACTOR * self._budget.response_seconds)
         self._budget.wait_until(read_slot)
         began = self._clock()
         self._read(due, None if self._budget.too_late_for_request(read_slot) else read_slot)
-        self._read_seconds += 0.2 * (self._clock() - began - self._read_seconds)
+        self._budget.observe_response(self._clock() - began)
         return slot
 
     def read_all(self, sleep: Callable[[float], None], stop: Callable[[], str | None]) -> str | None:

@@ -12,8 +12,9 @@ A chunk goes through three stages, each recorded on its row:
    same state and finds the same contacts to send.
 Each checkpoint is conditional on the chunk row's ETag (exports/store/runs.py ChunkClaim): if
 another delivery of the same message claimed the chunk in between, this one stops instead of
-sending alongside it. A chunk that fails or is cancelled commits nothing: the next run sends its
-contacts again.
+sending alongside it; if the run was cancelled meanwhile (exports/run/cancel.py marks the row), it
+records its progress and sends nothing more. A chunk that fails or is cancelled commits nothing:
+the next run sends its contacts again.
 """
 from __future__ import annotations
 
