@@ -27,6 +27,7 @@ from tests.bench.harness import (
     context,
     create_export,
     expected_emails,
+    no_collector_pauses,
     process_cpu_seconds,
     wait_final,
     write_segment,
@@ -58,7 +59,8 @@ def run(rows: int = 330_000, workers: int = 4, concurrency: int = HOST_EXECUTION
         run_id = start_run(ctx, export_id, trigger="cli")
         pool = Workers(env, run_id, workers, deadline_seconds, concurrency=concurrency).start()
         try:
-            reports = pool.wait()
+            with no_collector_pauses():
+                reports = pool.wait()
         finally:
             pool.kill()
         status = wait_final(ctx, run_id, timeout=30)
