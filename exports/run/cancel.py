@@ -43,7 +43,7 @@ def cancel_run(ctx: AppContext, run_id: str, actor: str, reason: str) -> RunView
         if run.final:
             raise RunFinished(run_id, run.status.value)
         if run.cancellation:
-            break  # asked before: cancelling again changes nothing
+            break  # asked before: cancelling again only tells the senders again
         if ctx.runs.request_cancel(run, actor, reason):
             log.info("run cancel requested: run=%s export=%s by=%s reason=%s", run_id, run.export_id, actor, reason)
             break
