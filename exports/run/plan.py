@@ -49,6 +49,10 @@ def after_split(ctx: AppContext, run_id: str) -> None:
         chunks = ctx.runs.view(run_id).chunks
         enqueue(ctx, chunks)
         log.info("chunks queued: run=%s chunks=%d", run_id, len(chunks))
+        return
+    now = ctx.runs.view(run_id)
+    if now.run.phase is Phase.SPLITTING and now.run.cancellation and not now.final:
+        finish.finish(ctx, now)  # cancelled as it was planned: nobody else would move it on
 
 
 def planned_chunks(view: RunView) -> list[Chunk]:

@@ -82,6 +82,25 @@ def test_a_splitter_that_looks_as_the_planner_moves_the_run_on_neither_finishes_
     assert app.simulator.subscribed("3") <= expected.emails
 
 
+def test_a_run_cancelled_just_as_its_chunks_are_planned_finishes_cancelled_and_sends_nothing(app, monkeypatch):
+    from exports.store.runs import RunStore
+
+    segment(app, "plan-cancel/", rows=1000, blobs=2)
+    _, run_id = start(app, "plan-cancel/")
+    real_start_sending = RunStore.start_sending
+
+    def cancelled_first(store, run):
+        assert app.request("POST", f"/api/runs/{run_id}/cancel").status == 202
+        return real_start_sending(store, run)  # the run row changed: the planner loses
+
+    monkeypatch.setattr(RunStore, "start_sending", cancelled_first)
+    while app.host.step(queues=(SEGMENTS_QUEUE,)):
+        pass
+
+    assert app.ctx.runs.get_run(run_id).status.value == "cancelled"
+    assert app.drain(run_id)["sent"] == 0 and app.simulator.stats()["bulk_requests"] == 0
+
+
 def test_a_redelivered_chunk_that_succeeded_sends_nothing(app):
     segment(app, "redeliver-chunk/", rows=800, blobs=1)
     _, run_id = start(app, "redeliver-chunk/")
