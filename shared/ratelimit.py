@@ -82,8 +82,8 @@ class SharedRateBudget:
         return self.reserve_series([(cells, 0.0)])[0]
 
     def reserve_series(self, steps: Sequence[tuple[tuple[str, ...], float]]) -> list[float]:
-        """Reserve, in one write, the slots of requests a sender makes one after the other (a bulk import then
-        an earlier import's outcome read, or several reads): each step's slot is the earliest free in every
+        """Reserve, in one write, the slots of requests a sender makes one after the other (an earlier import's
+        outcome read then a bulk import, or several reads): each step's slot is the earliest free in every
         one of its cells, at least its number of seconds after the step before (the first: from now)."""
         with self._turn:
             for _ in range(_TRIES):

@@ -17,7 +17,8 @@ from shared.ratelimit import SharedRateBudget
 # - Imports: a minute-long window. An import that reaches it up to BULK_MARGIN x 60 s (0.3 s) later
 #   than its slot, while the one a window later is on time, still leaves that window within the
 #   limit; a sender later than LATE_TOLERANCE (the outcome read before it took longer than its
-#   share, say) takes a fresh slot instead. The imports bound a run's speed, so their margin is kept small: 0.5% of the ceiling.
+#   share, say) takes a fresh slot instead. The imports bound a run's speed, so their margin is
+#   kept small: 0.5% of the ceiling.
 # - Requests: a one-second window, where a delay of a few milliseconds is a large part of the
 #   0.2 s interval; at the bulk limit a run uses about two thirds of it, so a wide margin costs nothing.
 #   A request up to REQUEST_MARGIN x 1 s later than its slot leaves the window within the limit in

@@ -5,9 +5,10 @@ Reads are interleaved with the sending, at most one before each import and each 
 second after it was sent, so they use the request budget while the sender waits for its next
 bulk slot (the read's slot and the import's are taken in one budget reservation, not one each);
 the ones still open when the chunk's last import is sent are read until known or until
-ACTIVECAMPAIGN_OUTCOME_WAIT_SECONDS have passed since the import was sent. Every outcome is written to the run's files (the rejects report, and the
-chunk's undelivered emails, which are kept out of the sync state) before the checkpoint that drops
-it from the pending list, so a redelivered chunk reads again only what it had not recorded.
+ACTIVECAMPAIGN_OUTCOME_WAIT_SECONDS have passed since the import was sent. Every outcome is
+written to the run's files (the rejects report, and the chunk's undelivered emails, which are
+kept out of the sync state) before the checkpoint that drops it from the pending list, so a
+redelivered chunk reads again only what it had not recorded.
 """
 from __future__ import annotations
 
@@ -120,14 +121,13 @@ class Outcomes:
     def _read(self, pending: PendingImport, slot: float | None = None) -> None:
         """One read of the import's outcome, in `slot` if one was reserved for it (a retry reserves its own)."""
         self._reads[pending.batch_id] = (self._reads.get(pending.batch_id, (0, 0.0))[0] + 1, self._clock())
-        reserved = [slot]
+        reserved = [] if slot is None else [slot]
 
         def call():
-            if reserved[0] is None:
-                self._budget.before_request()
-            else:
+            if reserved:
                 self._budget.wait_until(reserved.pop())
-                reserved.append(None)
+            else:
+                self._budget.before_request()
             return self._client.import_info(pending.batch_id)
 
         try:

@@ -376,10 +376,10 @@ def _import(ctx: AppContext, client: ActiveCampaignClient, budget: AccountBudget
     while pending:
         contacts = [item.contact for item in pending]
         kind = budget.bulk_kind(len(contacts))
-        first_slot = [outcomes.import_slot(len(contacts))]  # a retry (after a 429, say) reserves its own
+        reserved = [outcomes.import_slot(len(contacts))]  # a retry (after a 429, say) reserves its own
 
-        def call(contacts=contacts, kind=kind, first_slot=first_slot):
-            slot = first_slot.pop() if first_slot else budget.reserve(kind)
+        def call(contacts=contacts, kind=kind, reserved=reserved):
+            slot = reserved.pop() if reserved else budget.reserve(kind)
             if budget.too_late(slot):  # the read before it took longer than its share of the wait
                 slot = budget.reserve(kind)
             budget.wait_until(slot)
