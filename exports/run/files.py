@@ -1,6 +1,7 @@
 """The run's working files in the export-runs container, and how they are written.
 
-<run id>/parts/b<bucket>/s<segment>.jsonl   contacts one segment blob put in one bucket
+<run id>/parts/s<segment>.jsonl             the contacts of one segment blob, each block's lines in bucket order
+<run id>/parts/s<segment>.index.json        where each bucket's lines are in that blob (PartIndex)
 <run id>/parts/undelivered/c<chunk>-...     emails of a batch ActiveCampaign did not take (kept out of the sync state)
 <run id>/parts/remainders/c<chunk>.jsonl    a chunk's contacts left to the remainder chunk (exports/run/remainder.py)
 <run id>/rejects/...                        rejected rows, one part per segment blob, refused or failed batch
@@ -14,10 +15,16 @@ from __future__ import annotations
 
 import csv
 import io
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
 
 from azure.storage.blob import BlobBlock
 
-FLUSH_BYTES = 64 * 1024  # per open file; a splitter may hold one per bucket
+FLUSH_BYTES = 64 * 1024  # per open file
+# A splitter's buffer for all buckets of its blob. A million profiles in 10 blobs are about 11 MB of
+# lines a blob, so each is written in two blocks, and a chunk reads two ranges of it.
+PART_BLOCK_BYTES = 8 * 1024 * 1024
 REJECTS_HEADER = ("blob", "row", "email", "reason")
 PREVIEW_HEADER = ("email", "action", "first_name", "last_name", "phone", "tags", "fields")
 PREVIEW_JSON_COLUMNS = ("tags", "fields")  # a list of names, and {field id: value}: as JSON, unambiguous in a cell
@@ -28,8 +35,12 @@ def parts_prefix(run_id: str) -> str:
     return f"{run_id}/parts/"
 
 
-def part_name(run_id: str, bucket: int, segment: int) -> str:
-    return f"{parts_prefix(run_id)}b{bucket:05d}/s{segment:05d}.jsonl"
+def part_name(run_id: str, segment: int) -> str:
+    return f"{parts_prefix(run_id)}s{segment:05d}.jsonl"
+
+
+def part_index_name(run_id: str, segment: int) -> str:
+    return f"{parts_prefix(run_id)}s{segment:05d}.index.json"
 
 
 def remainders_prefix(run_id: str) -> str:
@@ -84,7 +95,8 @@ def preview_report_name(run_id: str) -> str:
 
 
 class BlockWriter:
-    """Stages a block whenever FLUSH_BYTES are buffered and commits them all on close.
+    """Stages a block whenever FLUSH_BYTES are buffered and commits them all on close (a file smaller than
+    that is written in one request).
 
     Block ids are positional, so writing the same content again (a redelivered message) replaces
     the blob with identical content instead of appending to it.
@@ -109,8 +121,71 @@ class BlockWriter:
             self._buffer.clear()
 
     def close(self) -> None:
+        if not self._blocks:  # all of it still buffered: one Put Blob instead of a staged block and a commit
+            self._blob.upload_blob(bytes(self._buffer), overwrite=True)
+            return
         self._stage()
         self._blob.commit_block_list([BlobBlock(block_id=block_id) for block_id in self._blocks])
+
+
+@dataclass(frozen=True)
+class PartIndex:
+    """Where each bucket's lines are in a segment blob's part: for each block, the bytes of every bucket."""
+
+    blocks: tuple[tuple[int, ...], ...]
+
+    def ranges(self, bucket: int) -> Iterator[tuple[int, int]]:
+        """(offset, length) of the bucket's lines in each block that has any."""
+        start = 0
+        for lengths in self.blocks:
+            length = lengths[bucket]
+            if length:
+                yield start + sum(lengths[:bucket]), length
+            start += sum(lengths)
+
+    def to_json(self) -> bytes:
+        return json.dumps({"blocks": self.blocks}, separators=(",", ":")).encode()
+
+    @classmethod
+    def from_json(cls, data: bytes) -> PartIndex:
+        return cls(tuple(tuple(lengths) for lengths in json.loads(data)["blocks"]))
+
+
+class BucketedPartWriter:
+    """One blob for all of a segment blob's buckets, written in few requests.
+
+    Lines are buffered per bucket; once `flush_bytes` are buffered in all, they are staged as one
+    block, bucket after bucket, so a chunk reads its bucket with one ranged read per block. One
+    part per bucket instead cost a staged block and a commit for each of up to 256 buckets, and
+    memory is bounded by `flush_bytes` however many buckets there are. Block ids are positional, as
+    in BlockWriter, so splitting the same blob again writes the same blob and index.
+    """
+
+    def __init__(self, blob_client, buckets: int, flush_bytes: int = PART_BLOCK_BYTES):
+        self._blob = blob_client
+        self._flush_bytes = flush_bytes
+        self._buffers = [bytearray() for _ in range(buckets)]
+        self._buffered = 0
+        self._blocks: list[tuple[int, ...]] = []
+
+    def write(self, bucket: int, line: bytes) -> None:
+        self._buffers[bucket] += line
+        self._buffered += len(line)
+        if self._buffered >= self._flush_bytes:
+            self._stage()
+
+    def _stage(self) -> None:
+        if self._buffered:
+            self._blob.stage_block(block_id=f"{len(self._blocks):08d}", data=b"".join(self._buffers))
+            self._blocks.append(tuple(len(buffer) for buffer in self._buffers))
+            for buffer in self._buffers:
+                buffer.clear()
+            self._buffered = 0
+
+    def close(self) -> PartIndex:
+        self._stage()
+        self._blob.commit_block_list([BlobBlock(block_id=f"{i:08d}") for i in range(len(self._blocks))])
+        return PartIndex(tuple(self._blocks))
 
 
 def _inert(value) -> str:

@@ -41,8 +41,10 @@ from exports.run.files import (
     PREVIEW_HEADER,
     PREVIEW_JSON_COLUMNS,
     BlockWriter,
+    PartIndex,
     batch_rejects_name,
     csv_line,
+    part_index_name,
     part_name,
     preview_part_name,
 )
@@ -404,6 +406,26 @@ def _write_rejects(ctx: AppContext, run_id: str, index: int, position: int, refu
     write_undelivered(ctx, run_id, index, position, "refused", [item for item, _ in refused])
 
 
+# Part indexes read by this process, by (run id, segment index). An index never changes once its segment
+# is recorded split, so each is read once per process instead of once per chunk; bounded for long-lived hosts.
+_PART_INDEXES: dict[tuple[str, int], PartIndex] = {}
+_PART_INDEXES_KEPT = 4096
+
+
+def _part_index(ctx: AppContext, run_id: str, segment: int) -> PartIndex:
+    index = _PART_INDEXES.get((run_id, segment))
+    if index is None:
+        name = part_index_name(run_id, segment)
+        try:
+            index = PartIndex.from_json(ctx.runs_container.get_blob_client(name).download_blob().readall())
+        except ResourceNotFoundError:
+            raise Transient(f"part index {name} is not readable yet") from None
+        if len(_PART_INDEXES) >= _PART_INDEXES_KEPT:
+            _PART_INDEXES.clear()
+        _PART_INDEXES[(run_id, segment)] = index
+    return index
+
+
 def _load_bucket(ctx: AppContext, run: Run, bucket: int) -> Bucket:
     """The bucket's contacts from every blob's part, first copy of each email kept, in blob and row order."""
     container = ctx.runs_container
@@ -411,9 +433,11 @@ def _load_bucket(ctx: AppContext, run: Run, bucket: int) -> Bucket:
     for segment in ctx.runs.segments(run.id):
         if not segment.bucket_counts[bucket]:
             continue
-        name = part_name(run.id, bucket, segment.index)
+        name = part_name(run.id, segment.index)
+        data = bytearray()
         try:
-            data = container.get_blob_client(name).download_blob().readall()
+            for offset, length in _part_index(ctx, run.id, segment.index).ranges(bucket):
+                data += container.get_blob_client(name).download_blob(offset=offset, length=length).readall()
         except ResourceNotFoundError:
             raise Transient(f"part {name} is not readable yet") from None
         for line in data.splitlines():

@@ -1,4 +1,4 @@
-"""Step 2, split: read one segment blob into per-bucket contact parts and a rejects part.
+"""Step 2, split: read one segment blob into a part holding its contacts by bucket, and a rejects part.
 
 The blob is streamed once, with the ETag the run started with; each row is mapped and checked,
 and a valid contact goes to its bucket's part (exports/run/buckets.py). Nothing is sent here,
@@ -17,7 +17,7 @@ from exports.model import RejectReason, Run, RunStatus, Segment
 from exports.run import plan
 from exports.run.account import check_list
 from exports.run.buckets import bucket_of
-from exports.run.files import BlockWriter, csv_line, part_name, segment_rejects_name
+from exports.run.files import BlockWriter, BucketedPartWriter, csv_line, part_index_name, part_name, segment_rejects_name
 from exports.run.messages import SegmentMessage
 from exports.segments.mapping import Rejection, to_contact
 from exports.segments.readers import read_records
@@ -73,10 +73,11 @@ def _account_problem(ctx: AppContext, run: Run) -> str | None:
 
 
 def _split(ctx: AppContext, run: Run, segment: Segment) -> tuple[int, dict[str, int], list[int]]:
-    """(rows, rejected rows by RejectReason, lines per bucket) of the blob; its parts and rejects are written."""
+    """(rows, rejected rows by RejectReason, lines per bucket) of the blob; its part, the part's index and its
+    rejects are written."""
     source = ctx.storage.blobs.get_blob_client(run.segment_container, segment.blob)
     container = ctx.runs_container
-    parts: dict[int, BlockWriter] = {}
+    part = BucketedPartWriter(container.get_blob_client(part_name(run.id, segment.index)), run.buckets)
     counts = [0] * run.buckets
     rejects = BlockWriter(container.get_blob_client(segment_rejects_name(run.id, segment.index)))
     rows, rejected = 0, {}
@@ -100,18 +101,16 @@ def _split(ctx: AppContext, run: Run, segment: Segment) -> tuple[int, dict[str, 
             else:
                 line, email = {"r": record.row, "c": contact}, contact["email"]
             bucket = bucket_of(email, run.buckets)
-            writer = parts.get(bucket)
-            if writer is None:
-                writer = parts[bucket] = BlockWriter(container.get_blob_client(part_name(run.id, bucket, segment.index)))
-            writer.write(compact_json.dumps(line) + b"\n")
+            part.write(bucket, compact_json.dumps(line) + b"\n")
             counts[bucket] += 1  # lines of the part: a worker reads the parts that have any
     except ResourceModifiedError:
         raise SegmentError(f"{segment.blob} changed after the run started (it no longer has ETag {segment.blob_etag}); "
                            "the run stops rather than mix two versions of the segment: start a new run") from None
     except ResourceNotFoundError:
         raise SegmentError(f"{segment.blob} was deleted after the run started") from None
-    for writer in parts.values():
-        writer.close()
+    index = part.close()
+    # Written before the split is recorded: a worker reads a bucket only of segments recorded split.
+    container.get_blob_client(part_index_name(run.id, segment.index)).upload_blob(index.to_json(), overwrite=True)
     if rejected:
         rejects.close()
     return rows, rejected, counts
