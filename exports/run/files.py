@@ -22,9 +22,9 @@ from dataclasses import dataclass
 from azure.storage.blob import BlobBlock
 
 FLUSH_BYTES = 64 * 1024  # per open file
-# A splitter's buffer for all buckets of its blob. A million profiles in 10 blobs are about 11 MB of
-# lines a blob, so each is written in two blocks, and a chunk reads two ranges of it.
-PART_BLOCK_BYTES = 8 * 1024 * 1024
+# A splitter's buffer for all buckets of its blob (twice that while a block is staged). A million
+# profiles in 10 blobs are about 11 MB of lines a blob: one block each, so a chunk reads one range of it.
+PART_BLOCK_BYTES = 16 * 1024 * 1024
 REJECTS_HEADER = ("blob", "row", "email", "reason")
 PREVIEW_HEADER = ("email", "action", "first_name", "last_name", "phone", "tags", "fields")
 PREVIEW_JSON_COLUMNS = ("tags", "fields")  # a list of names, and {field id: value}: as JSON, unambiguous in a cell

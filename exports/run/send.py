@@ -83,14 +83,15 @@ def send_chunk(ctx: AppContext, message: ChunkMessage) -> None:
     finish.finish_when_sent(ctx, run.id)
 
 
-def stop_reason(ctx: AppContext, run: Run, cancelled_only: bool = False) -> str | None:
+def stop_reason(ctx: AppContext, run: Run, cancelled_only: bool = False, read_run: bool = True) -> str | None:
     """Why nothing more may be sent for this run (run cancelled, export or connection removed), if so.
 
     `cancelled_only` once a chunk is under way: deleting an export or a connection cancels its
     runs before it deletes anything (services/exports.py, services/connections.py), so the run row
     alone says it, in one Table read instead of three; a chunk still checks all three as it starts.
+    Not `read_run` when `run` was read just now (as a piece starts): its cancellation is not read again.
     """
-    cancellation = ctx.runs.get_run(run.id).cancellation
+    cancellation = (ctx.runs.get_run(run.id) if read_run else run).cancellation
     if cancellation:
         return cancel.stop_text(cancellation)
     if cancelled_only:
@@ -108,14 +109,15 @@ def fail_chunk(ctx: AppContext, run_id: str, index: int, reason: str, leaving: b
 
 
 def _send(ctx: AppContext, run: Run, chunk: Chunk) -> None:
-    reason = stop_reason(ctx, run)
+    reason = stop_reason(ctx, run, read_run=False)  # send_chunk read the run just now
     if reason:
         fail_chunk(ctx, run.id, chunk.index, reason)
         return
     bucket = _load_bucket(ctx, run, chunk.bucket)
     shards = shards_of(chunk.bucket, run.buckets)
     state = _StateOfRun(ctx, run, shards)
-    claim = ctx.runs.claim_chunk(run.id, chunk.index, uuid.uuid4().hex, len(bucket.items), bucket.duplicates)
+    claim = ctx.runs.claim_chunk(run.id, chunk.index, uuid.uuid4().hex, len(bucket.items), bucket.duplicates,
+                                 read=chunk)
     before = claim.before
     if before.committing:  # every outcome was recorded by an earlier delivery: only the state is left to write
         _commit(ctx, run, chunk.index, bucket, shards, state)
@@ -145,12 +147,12 @@ def _send(ctx: AppContext, run: Run, chunk: Chunk) -> None:
 
 def _send_remainder(ctx: AppContext, run: Run, chunk: Chunk) -> None:
     """The run's remainder chunk: every chunk's remainder sent in whole imports, then recorded in the state."""
-    reason = stop_reason(ctx, run)
+    reason = stop_reason(ctx, run, read_run=False)  # send_chunk read the run just now
     if reason:
         fail_chunk(ctx, run.id, chunk.index, reason)
         return
     items = remainder.gathered(ctx, run)
-    claim = ctx.runs.claim_chunk(run.id, chunk.index, uuid.uuid4().hex, 0, 0)  # its contacts are counted by their chunks
+    claim = ctx.runs.claim_chunk(run.id, chunk.index, uuid.uuid4().hex, 0, 0, read=chunk)  # counted by their chunks
     with _failing_the_piece(ctx, run, chunk):
         warning = claim.before.error
         if not claim.before.committing:
@@ -250,7 +252,7 @@ def _leave(ctx: AppContext, run: Run, piece: Chunk) -> None:
     the pass runs (the export's lock); a delivery that finds the commit begun recomputes them from
     the state it left, and re-applying the commit to what is done already changes nothing.
     """
-    reason = stop_reason(ctx, run)
+    reason = stop_reason(ctx, run, read_run=False)  # send_chunk read the run just now
     if reason:
         fail_chunk(ctx, run.id, piece.index, reason, leaving=True)
         return
@@ -258,7 +260,7 @@ def _leave(ctx: AppContext, run: Run, piece: Chunk) -> None:
     shards = shards_of(piece.bucket, run.buckets)
     state = _StateOfRun(ctx, run, shards)
     leavers = compare(bucket, shards, state.read, state.key, full=False).leavers
-    claim = ctx.runs.claim_chunk(run.id, piece.index, uuid.uuid4().hex, len(leavers), 0, leaving=True)
+    claim = ctx.runs.claim_chunk(run.id, piece.index, uuid.uuid4().hex, len(leavers), 0, leaving=True, read=piece)
     unsubscribe = run.leavers is Leavers.UNSUBSCRIBE
     with _failing_the_piece(ctx, run, piece):
         if not claim.before.committing:

@@ -257,10 +257,13 @@ class RunStore:
         self._merge(run_id, chunk_row(index, leaving), {"lastError": text})
 
     def claim_chunk(self, run_id: str, index: int, claim: str, contacts: int, duplicates: int,
-                    leaving: bool = False) -> ChunkClaim:
-        """Mark the chunk as this delivery's; raises Superseded when it is final or keeps being taken."""
+                    leaving: bool = False, read: Chunk | None = None) -> ChunkClaim:
+        """Mark the chunk as this delivery's; raises Superseded when it is final or keeps being taken.
+
+        `read`: the row as the caller read it, tried first (a conditional write: if it changed since,
+        the row is read again)."""
         for _ in range(5):
-            chunk = self.get_chunk(run_id, index, leaving)
+            chunk, read = read or self.get_chunk(run_id, index, leaving), None
             if chunk.state.final:
                 raise Superseded()
             try:

@@ -101,6 +101,27 @@ def test_a_run_cancelled_just_as_its_chunks_are_planned_finishes_cancelled_and_s
     assert app.drain(run_id)["sent"] == 0 and app.simulator.stats()["bulk_requests"] == 0
 
 
+def test_a_claim_given_a_row_read_before_another_delivery_moved_it_resumes_from_that_delivery(app):
+    """The claim first tries the row the delivery read as it started; one another delivery changed since is
+    read again, so the claim resumes where the other left off and the other's next checkpoint is refused."""
+    from exports.store.runs import Superseded
+
+    segment(app, "stale-claim/", rows=1000, blobs=1)
+    _, run_id = start(app, "stale-claim/")
+    while app.host.step(queues=(SEGMENTS_QUEUE,)):
+        pass
+    read_first = app.ctx.runs.get_chunk(run_id, 0)
+    other = app.ctx.runs.claim_chunk(run_id, 0, "other delivery", 10, 0)
+    other.checkpoint(250, 250, 0)
+
+    claim = app.ctx.runs.claim_chunk(run_id, 0, "this delivery", 10, 0, read=read_first)
+
+    assert claim.before.position == 250 and claim.before.claim == "other delivery"
+    assert app.ctx.runs.get_chunk(run_id, 0).claim == "this delivery"
+    with pytest.raises(Superseded):
+        other.checkpoint(500, 500, 0)
+
+
 def test_a_redelivered_chunk_that_succeeded_sends_nothing(app):
     segment(app, "redeliver-chunk/", rows=800, blobs=1)
     _, run_id = start(app, "redeliver-chunk/")
