@@ -13,6 +13,7 @@ from azure.data.tables import TableServiceClient
 from azure.storage.blob import BlobServiceClient
 from azure.storage.queue import QueueServiceClient, TextBase64DecodePolicy, TextBase64EncodePolicy
 
+from shared.lean_session import LeanSession
 from shared.settings import StorageSettings
 
 
@@ -30,10 +31,13 @@ class StorageClients:
 
 
 def _transport_options() -> dict:
-    """Without a proxy in the environment, the SDK's transport is told not to look for one: by default
+    """Without a proxy in the environment, the SDK's transport is told not to look for one (by default
     requests reads every proxy variable of the environment again on each call, which was a fifth
-    of the CPU time of a Table operation. With a proxy configured, it is used as before."""
-    return {} if urllib.request.getproxies() else {"transport": RequestsTransport(use_env_settings=False)}
+    of the CPU time of a Table operation) and sends through a LeanSession. With a proxy configured,
+    the SDK's own transport is used as it comes."""
+    if urllib.request.getproxies():
+        return {}
+    return {"transport": RequestsTransport(session=LeanSession(), use_env_settings=False)}
 
 
 def storage_clients(settings: StorageSettings, credential_factory=None) -> StorageClients:
