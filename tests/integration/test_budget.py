@@ -348,7 +348,10 @@ def test_worker_processes_draining_one_run_stay_within_the_limits_and_send_every
         assert simulator.stats()["contacts_imported"] == run.expected.contacts, "every contact sent exactly once"
         assert_within_limits(simulator, rps, bulk_per_minute)
         by_process = run.chunk_messages_by_process()
-        assert sum(by_process.values()) == status["chunks"]["total"] >= 6
+        # Every chunk had its message. Timing decides two more for the remainder chunk: one when its commit
+        # waited for the last bucket to be final (exports/run/remainder.py), one when two chunks finishing
+        # at once both queued it (the README's known waste of one import; the checks above hold either way).
+        assert status["chunks"]["total"] + 2 >= sum(by_process.values()) >= status["chunks"]["total"] >= 6
         assert sum(1 for count in by_process.values() if count) >= 2, f"chunks were sent concurrently: {by_process}"
 
 
