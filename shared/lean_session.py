@@ -7,6 +7,9 @@ and extracts cookies twice; that was a third of the CPU time of a Table call aga
 (tests/bench). This session prepares the request and hands it to the mounted adapter directly, as
 `Session.send` does; a call with anything else (a proxy, cookies, a redirect to follow) goes the
 whole way through requests, unchanged.
+
+Given to azure-core's RequestsTransport, the session keeps requests' default adapter: no retries of
+its own (the SDK's retry policy retries) and a pool of 10 connections a host, as azure-core's own.
 """
 from __future__ import annotations
 

@@ -263,7 +263,8 @@ class RunStore:
         `read`: the row as the caller read it, tried first (a conditional write: if it changed since,
         the row is read again)."""
         for _ in range(5):
-            chunk, read = read or self.get_chunk(run_id, index, leaving), None
+            chunk = read if read is not None else self.get_chunk(run_id, index, leaving)
+            read = None  # a second try reads the row again
             if chunk.state.final:
                 raise Superseded()
             try:

@@ -82,3 +82,31 @@ def test_a_call_with_anything_more_goes_the_whole_way(server):
     answered = session.request("GET", f"{server}/q", params={"a": "b"}, allow_redirects=False)
     assert answered.json()["path"] == "/q?a=b"
     assert session.cookies.get("seen") == "1", "requests' own handling (its cookie jar) applied"
+
+
+def test_storage_clients_on_the_short_way_keep_the_sdk_errors(server):
+    """A refused connection is the SDK's ServiceRequestError, and a redirect it is not to follow its
+    HttpResponseError: azure-core maps what the adapter raises and answers, as with requests' own session."""
+    import socket
+
+    from azure.core.exceptions import HttpResponseError, ServiceRequestError
+
+    from shared.settings import StorageSettings
+    from shared.storage import storage_clients
+    from tests.support.azurite import ACCOUNT_KEY, ACCOUNT_NAME
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        closed_port = probe.getsockname()[1]  # nothing listens once the probe is closed
+    closed = (f"DefaultEndpointsProtocol=http;AccountName={ACCOUNT_NAME};AccountKey={ACCOUNT_KEY};"
+              f"TableEndpoint=http://127.0.0.1:{closed_port}/{ACCOUNT_NAME};")
+    tables = storage_clients(StorageSettings(closed, {}, None)).tables
+    with pytest.raises(ServiceRequestError):
+        tables.get_table_client("t").get_entity("p", "r", retry_total=0)
+
+    redirected = (f"DefaultEndpointsProtocol=http;AccountName={ACCOUNT_NAME};AccountKey={ACCOUNT_KEY};"
+                  f"TableEndpoint={server}/moved;")
+    with pytest.raises(HttpResponseError) as info:  # the 307 is handed to the SDK, not followed by requests
+        storage_clients(StorageSettings(redirected, {}, None)).tables.get_table_client("t").get_entity(
+            "p", "r", retry_total=0, permit_redirects=False)
+    assert info.value.status_code == 307
