@@ -6,8 +6,10 @@ documented, so they are assumed to.
 """
 from __future__ import annotations
 
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 from shared.ratelimit import SharedRateBudget
 
@@ -33,6 +35,12 @@ SINGLE_CONTACT_IMPORTS_PER_MINUTE = 20
 # is what a sender leaves between an outcome read's slot and the slot of the import after it.
 FIRST_RESPONSE_SECONDS = 0.05
 # The cells each kind of request takes a slot of.
+# Chunks of one account that send imports at once in a process. host.json lets an instance work on twice
+# as many chunk messages: the others read their bucket and compare, or read their last outcomes and
+# commit, so when the senders' chunks end (together: their buckets are the same size and they share
+# the budget evenly) prepared chunks take over at once instead of the account's imports pausing for
+# a chunk's end and the next one's start (tests/bench cli: 0.85-0.88 of the ceiling before, 0.94 after).
+SENDERS_PER_PROCESS = 3
 _CELLS = {"request": ("requests",), "bulk": ("requests", "imports"), "single": ("requests", "imports", "singleImports")}
 
 
@@ -51,6 +59,19 @@ class AccountBudget:
         self.request_interval = self._shared.spacing("requests")
         self.bulk_interval = self._shared.spacing("imports")
         self.single_interval = self._shared.spacing("singleImports")
+        self._senders = threading.BoundedSemaphore(SENDERS_PER_PROCESS)
+
+    @contextmanager
+    def sending(self) -> Iterator[bool]:
+        """One of SENDERS_PER_PROCESS turns to send imports, for as long as the block runs; yields whether it had to
+        wait for one (the run may have been cancelled meanwhile)."""
+        waited = not self._senders.acquire(blocking=False)
+        if waited:
+            self._senders.acquire()
+        try:
+            yield waited
+        finally:
+            self._senders.release()
 
     @staticmethod
     def bulk_kind(contacts: int) -> str:

@@ -212,19 +212,23 @@ def _send_changes(ctx: AppContext, run: Run, claim: ChunkClaim, to_send: list[It
     if before.stop_requested:
         raise stopped()
     warnings = []
-    for batch in batches(to_send, position, run.list_id, run.exclude_automations, list_action):
-        # An earlier import's outcome is read as this batch waits for its slot; one checkpoint then records
-        # both, right after the send (an outcome is written to the run's files before a checkpoint drops it).
-        accepted, refused = _import(ctx, client, budget, outcomes, batch, run, on_retry, list_action)
-        if refused:
-            _write_rejects(ctx, run.id, index, position, refused)
-        if accepted.queued_contacts < len(batch) - len(refused):
-            warnings.append(f"ActiveCampaign queued {accepted.queued_contacts} of {len(batch) - len(refused)} "
-                            "contacts of a batch (the account's contact limit may be reached)")
-        if accepted.queued_contacts:
-            outcomes.add(position, len(batch), accepted.batch_id)
-        position, sent, rejected = position + len(batch), sent + accepted.queued_contacts, rejected + len(refused)
-        checkpoint()
+    # Only the imports take a sending turn: the outcomes still to read and the commit leave it to the next chunk.
+    with budget.sending() as waited:
+        if waited and stop_reason(ctx, run, cancelled_only=True):  # cancelled while this chunk waited its turn
+            raise stopped()
+        for batch in batches(to_send, position, run.list_id, run.exclude_automations, list_action):
+            # An earlier import's outcome is read as this batch waits for its slot; one checkpoint then records
+            # both, right after the send (an outcome is written to the run's files before a checkpoint drops it).
+            accepted, refused = _import(ctx, client, budget, outcomes, batch, run, on_retry, list_action)
+            if refused:
+                _write_rejects(ctx, run.id, index, position, refused)
+            if accepted.queued_contacts < len(batch) - len(refused):
+                warnings.append(f"ActiveCampaign queued {accepted.queued_contacts} of {len(batch) - len(refused)} "
+                                "contacts of a batch (the account's contact limit may be reached)")
+            if accepted.queued_contacts:
+                outcomes.add(position, len(batch), accepted.batch_id)
+            position, sent, rejected = position + len(batch), sent + accepted.queued_contacts, rejected + len(refused)
+            checkpoint()
     stop = outcomes.read_all(ctx.backoff.sleep, lambda: stop_reason(ctx, run, cancelled_only=True))
     if stop:
         raise _Stop(f"{stop} ({sent} contacts of this chunk were sent before)")

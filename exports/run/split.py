@@ -7,6 +7,7 @@ so a blob that fails leaves nothing half-sent: sending starts only once every bl
 from __future__ import annotations
 
 import logging
+import threading
 from typing import TYPE_CHECKING
 
 from azure.core import MatchConditions
@@ -28,6 +29,11 @@ if TYPE_CHECKING:
     from exports.context import AppContext
 
 log = logging.getLogger(__name__)
+# Blobs split at once in a process: each buffers up to two part blocks (files.py PART_BLOCK_BYTES), and
+# host.json lets an instance work on 6 messages of a queue (for the chunks' sake, send.py), so memory
+# would otherwise grow with them.
+SPLITS_PER_PROCESS = 3
+_splitting = threading.BoundedSemaphore(SPLITS_PER_PROCESS)
 
 
 def split_segment(ctx: AppContext, message: SegmentMessage) -> None:
@@ -49,7 +55,8 @@ def split_segment(ctx: AppContext, message: SegmentMessage) -> None:
         plan.after_split(ctx, run.id)
         return
     try:
-        rows, rejected_by_reason, counts = _split(ctx, run, segment)
+        with _splitting:
+            rows, rejected_by_reason, counts = _split(ctx, run, segment)
     except SegmentError as error:
         ctx.runs.fail_segment(run.id, segment.index, str(error))
         log.warning("segment failed: run=%s %s", run.id, error)

@@ -10,6 +10,7 @@ own, so no message or run of another test can reach their workers.
 """
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import signal
@@ -21,7 +22,7 @@ from multiprocessing.connection import wait
 import pytest
 import requests
 
-from exports.activecampaign.budget import AccountBudget
+from exports.activecampaign.budget import SENDERS_PER_PROCESS, AccountBudget
 from exports.activecampaign.client import ActiveCampaignClient
 from exports.errors import Transient
 from exports.names import RATE_BUDGETS_TABLE, SEGMENTS_CONTAINER
@@ -656,3 +657,26 @@ def test_a_request_takes_a_free_place_before_imports_reserved_ahead_and_the_impo
     assert_spaced(imports, budget.bulk_interval)
     assert imports[-1] - imports[0] == pytest.approx(15 * budget.bulk_interval, abs=1e-5), "the imports kept their pace"
     assert_spaced(sorted(imports + reads), budget.request_interval)
+
+
+def test_a_process_has_a_bounded_number_of_sending_turns_per_account_and_the_next_one_waits(tables):
+    budget, other_account = budget_for(tables, "turns.api-us1.com", 5, 100), budget_for(tables, "other.api-us1.com", 5, 100)
+    taken = threading.Event()
+    waited = []
+
+    def one_more():
+        with budget.sending() as had_to_wait:
+            waited.append(had_to_wait)
+            taken.set()
+
+    with contextlib.ExitStack() as turns:
+        assert [turns.enter_context(budget.sending()) for _ in range(SENDERS_PER_PROCESS)] == [False] * SENDERS_PER_PROCESS
+        with other_account.sending() as had_to_wait:
+            assert not had_to_wait, "another account's turns are its own"
+        sender = threading.Thread(target=one_more, daemon=True)
+        sender.start()
+        assert not taken.wait(0.3), "every turn is taken: the next sender waits"
+    assert taken.wait(10) and waited == [True]
+    sender.join(10)
+    with budget.sending() as had_to_wait:
+        assert not had_to_wait, "every turn was given back"

@@ -1,12 +1,16 @@
 """Runs over HTTP with roles: cancelling, and deleting an export or a connection while a run sends."""
 from __future__ import annotations
 
+import contextlib
 import json
+import threading
+import time
 from dataclasses import replace
 
 import azure.functions as func
 import pytest
 
+from exports.activecampaign.budget import SENDERS_PER_PROCESS
 from exports.activecampaign.client import ActiveCampaignClient
 from exports.model import Phase
 from exports.names import CHUNKS_QUEUE, SEGMENTS_QUEUE
@@ -145,6 +149,41 @@ def test_a_chunk_claimed_just_as_the_cancel_looked_at_it_still_stops_at_the_next
     assert app.simulator.stats()["bulk_requests"] == 1, "nothing after the batch being sent"
     status = app.drain(run_id)
     assert status["status"] == "cancelled" and status["sent"] == 250 == len(app.simulator.subscribed("3"))
+
+
+def test_a_chunk_waiting_for_its_turn_to_send_when_the_run_is_cancelled_sends_nothing(app):
+    """The process's sending turns for the account are all taken (other chunks are sending): a chunk claimed and
+    compared meanwhile waits, and finds the cancellation when its turn comes instead of sending one batch first."""
+    upload(app, "mgmt-cancel-waiting/", rows=1000)
+    export = new_export(app, "mgmt-cancel-waiting/")
+    run_id = app.start(export["id"]).body["runId"]
+    split(app, run_id)
+    budget = app.ctx.accounts.budget(app.ctx.runs.get_run(run_id).hostname)
+    errors = []
+
+    def deliver():
+        try:
+            deliver_chunk(app, run_id, 0)
+        except BaseException as error:  # noqa: BLE001 - reported by the assertion below
+            errors.append(error)
+
+    with contextlib.ExitStack() as turns:
+        assert not any(turns.enter_context(budget.sending()) for _ in range(SENDERS_PER_PROCESS)), "turns were free"
+        worker = threading.Thread(target=deliver, daemon=True)
+        worker.start()
+        deadline = time.monotonic() + 30
+        while app.ctx.runs.get_chunk(run_id, 0).status != "sending" and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert app.ctx.runs.get_chunk(run_id, 0).status == "sending", "the chunk was claimed"
+        assert app.request("POST", f"/api/runs/{run_id}/cancel", principal=ADMIN).status == 202
+        assert worker.is_alive(), "the chunk waits for a turn"
+    worker.join(30)
+
+    assert not worker.is_alive() and errors == []
+    assert app.simulator.stats()["bulk_requests"] == 0 and app.simulator.subscribed("3") == set()
+    chunk = app.ctx.runs.get_chunk(run_id, 0)
+    assert chunk.status == "failed" and chunk.sent == 0 and "the run was cancelled" in chunk.error
+    assert app.drain(run_id)["status"] == "cancelled"
 
 
 def test_a_run_cancelled_before_its_segment_is_split_sends_nothing(app):
