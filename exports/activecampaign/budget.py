@@ -60,6 +60,7 @@ class AccountBudget:
         self.bulk_interval = self._shared.spacing("imports")
         self.single_interval = self._shared.spacing("singleImports")
         self._senders = threading.BoundedSemaphore(SENDERS_PER_PROCESS)
+        self._sending, self._sending_lock = 0, threading.Lock()
 
     @contextmanager
     def sending(self) -> Iterator[bool]:
@@ -68,10 +69,21 @@ class AccountBudget:
         waited = not self._senders.acquire(blocking=False)
         if waited:
             self._senders.acquire()
+        self._count_sending(+1)
         try:
             yield waited
         finally:
+            self._count_sending(-1)
             self._senders.release()
+
+    def others_sending(self) -> bool:
+        """Whether any chunk of the account holds a sending turn in this process (the caller holds none)."""
+        with self._sending_lock:
+            return self._sending > 0
+
+    def _count_sending(self, change: int) -> None:
+        with self._sending_lock:
+            self._sending += change
 
     @staticmethod
     def bulk_kind(contacts: int) -> str:

@@ -505,6 +505,47 @@ def test_a_chunk_reads_its_budget_and_run_rows_less_often_than_it_sends(app, mon
     assert len(run_reads) < stats["bulk_requests"] / 2, f"{len(run_reads)} run row reads for {stats['bulk_requests']} imports"
 
 
+def test_a_chunk_reads_its_last_imports_at_once_only_when_no_other_chunk_of_the_account_is_sending(app, monkeypatch):
+    """Reading an import before ActiveCampaign reports on it (about a second, FACTS.md) wastes a request
+    slot. When the chunk's last import is sent and no other chunk of the account sends in this process,
+    nothing needs that slot, so the chunk reads at once and ends sooner; while another one sends (a turn
+    held here), every first read waits the second, leaving the slots to that chunk's imports."""
+    from exports.activecampaign.client import ActiveCampaignClient
+    from exports.run.outcomes import FIRST_READ_DELAY_SECONDS
+    from tests.support.apphost import ACCOUNT_HOST
+
+    sent_at, first_read_at = {}, {}
+    real_import, real_info = ActiveCampaignClient.bulk_import, ActiveCampaignClient.import_info
+
+    def recording_import(client, contacts, *args, **kwargs):
+        accepted = real_import(client, contacts, *args, **kwargs)
+        sent_at[accepted.batch_id] = time.time()
+        return accepted
+
+    def recording_info(client, batch_id):
+        first_read_at.setdefault(batch_id, time.time())
+        return real_info(client, batch_id)
+
+    monkeypatch.setattr(ActiveCampaignClient, "bulk_import", recording_import)
+    monkeypatch.setattr(ActiveCampaignClient, "import_info", recording_info)
+
+    def first_read_delays(prefix: str) -> list[float]:
+        sent_at.clear()
+        first_read_at.clear()
+        files, _ = make_segment(rows=600, blobs=1, seed=11, bad=False)  # one chunk of three imports
+        for file_name, data in files:
+            app.upload(prefix + file_name, data)
+        status = app.drain(app.start(app.export(prefix=prefix, mapping=MAPPING).id).body["runId"])
+        assert status["status"] == "succeeded" and len(sent_at) == 3
+        return [first_read_at[batch] - sent for batch, sent in sent_at.items()]
+
+    alone = first_read_delays("reads-alone/")
+    assert max(alone) < FIRST_READ_DELAY_SECONDS / 2, f"read at once when nothing else sends: {alone}"
+    with app.ctx.accounts.budget(ACCOUNT_HOST).sending():  # another chunk of the account is sending
+        beside_another = first_read_delays("reads-beside-another/")
+    assert min(beside_another) >= FIRST_READ_DELAY_SECONDS, f"first reads a second after the import: {beside_another}"
+
+
 @pytest.mark.parametrize("status_code", [429, 503])
 def test_a_throttling_answer_to_one_worker_pauses_every_worker_and_nothing_is_lost(tables, monkeypatch, status_code):
     """The account answers one import with throttling (429 with Retry-After, or 503 without): the
