@@ -5,7 +5,8 @@ Reads are interleaved with the sending, at most one before each import and each 
 second after it was sent, so they use the request budget while the sender waits for its next
 bulk slot (the read's slot and the import's are taken in one budget reservation, not one each);
 the ones still open when the chunk's last import is sent are read until known or until
-ACTIVECAMPAIGN_OUTCOME_WAIT_SECONDS have passed since the import was sent. Every outcome is
+ACTIVECAMPAIGN_OUTCOME_WAIT_SECONDS have passed since the import was sent (at once if no other
+chunk of the account is sending in this process, else each a second after it was sent, as while sending). Every outcome is
 written to the run's files (the rejects report, and the chunk's undelivered emails, which are
 kept out of the sync state) before the checkpoint that drops it from the pending list, so a
 redelivered chunk reads again only what it had not recorded.
