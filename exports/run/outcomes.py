@@ -6,8 +6,8 @@ second after it was sent, so they use the request budget while the sender waits 
 bulk slot (the read's slot and the import's are taken in one budget reservation, not one each);
 the ones still open when the chunk's last import is sent are read until known or until
 ACTIVECAMPAIGN_OUTCOME_WAIT_SECONDS have passed since the import was sent (at once if no other
-chunk of the account is sending in this process, else each a second after it was sent, as while sending). Every outcome is
-written to the run's files (the rejects report, and the chunk's undelivered emails, which are
+chunk of the account is sending in this process, else each a second after it was sent, as while
+sending). Every outcome is written to the run's files (the rejects report, and the chunk's undelivered emails, which are
 kept out of the sync state) before the checkpoint that drops it from the pending list, so a
 redelivered chunk reads again only what it had not recorded.
 """
@@ -38,7 +38,7 @@ log = logging.getLogger(__name__)
 # chunk's last import is sent, the rest are read at once only if no other chunk of the account is
 # sending in this process: reading them early then takes no slot an import needs, and the chunk
 # ends sooner. (Read at once whatever the others did, a chunk's last imports cost the next chunks'
-# imports a slot at every chunk boundary: tests/bench cli 0.94 of the ceiling, 0.995 without.)
+# imports a slot at every chunk boundary: tests/bench cli 0.94 of the ceiling, 0.99 with this rule.)
 # While an import is not done, each read waits twice as long as the one before, up to the cap.
 FIRST_READ_DELAY_SECONDS = 1.0
 FIRST_READ_SECONDS = 0.25
