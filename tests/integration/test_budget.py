@@ -546,6 +546,24 @@ def test_a_chunk_reads_its_last_imports_at_once_only_when_no_other_chunk_of_the_
     assert min(beside_another) >= FIRST_READ_DELAY_SECONDS, f"first reads a second after the import: {beside_another}"
 
 
+def test_imports_sent_after_one_still_processing_are_not_read_before_it_is_read_again(app):
+    """A chunk's last imports are read at once when nothing else sends, but ActiveCampaign processes its imports
+    in turn: once the oldest is found still processing, the younger ones wait for its next read instead of
+    each taking a request slot for the same answer. Every outcome is still read."""
+    app.simulator.configure(import_processing_seconds=0.6)  # longer than the chunk takes to send its imports
+    files, expected = make_segment(rows=1500, blobs=1, seed=12, bad=False)  # one chunk of six imports
+    for file_name, data in files:
+        app.upload("reads-in-turn/" + file_name, data)
+
+    status = app.drain(app.start(app.export(prefix="reads-in-turn/", mapping=MAPPING).id).body["runId"])
+
+    stats = app.simulator.stats()
+    assert status["status"] == "succeeded" and status["sent"] == expected.contacts and stats["bulk_requests"] == 6
+    # The oldest is read about three times before it is done (at once, then backing off); each other once.
+    assert stats["import_info_requests"] <= stats["bulk_requests"] + 3, (
+        f"{stats['import_info_requests']} reads for {stats['bulk_requests']} imports")
+
+
 @pytest.mark.parametrize("status_code", [429, 503])
 def test_a_throttling_answer_to_one_worker_pauses_every_worker_and_nothing_is_lost(tables, monkeypatch, status_code):
     """The account answers one import with throttling (429 with Retry-After, or 503 without): the
