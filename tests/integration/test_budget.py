@@ -697,6 +697,40 @@ def test_a_read_and_the_import_after_it_take_one_reservation_spaced_like_any_two
     assert budget.too_late(bulk)
 
 
+def test_a_worker_alone_reserves_with_one_table_request_and_reads_first_again_once_another_writes_between(tables):
+    """Alone, a worker writes its reservations from the entity as it last wrote it: one conditional write each.
+    When another worker writes between every two of its reservations, those writes fail, so it soon reads
+    first again (a read and a write each). Whichever way, no two slots are closer than the interval."""
+    from azure.data.tables import TableServiceClient
+
+    clock, name = _Clock(4_000_000.0), account()
+    requests_made = {"get_entity": 0, "update_entity": 0}
+
+    def worker(counted: bool) -> AccountBudget:
+        table = TableServiceClient.from_connection_string(tables).get_table_client(RATE_BUDGETS_TABLE)
+        if counted:
+            for method in requests_made:
+                def counting(*args, _real=getattr(table, method), _method=method, **kwargs):
+                    requests_made[_method] += 1
+                    return _real(*args, **kwargs)
+                setattr(table, method, counting)
+        return AccountBudget(table, name, 60, 1200, clock=clock, sleep=lambda seconds: None)
+
+    alone, other = worker(counted=True), worker(counted=False)
+    slots = [alone.reserve("bulk") for _ in range(20)]
+    assert requests_made["update_entity"] == 20, "no write failed: nothing else wrote"
+    assert requests_made["get_entity"] <= 6, f"{requests_made['get_entity']} reads for 20 reservations alone"
+
+    requests_made.update(get_entity=0, update_entity=0)
+    for _ in range(20):
+        slots.append(other.reserve("bulk"))
+        slots.append(alone.reserve("bulk"))
+    failed_writes = requests_made["update_entity"] - 20
+    assert 1 <= failed_writes <= 5, f"{failed_writes} writes failed before it read first again"
+    assert requests_made["get_entity"] == 20, "one read per reservation: after its failed write, or first"
+    assert_spaced(sorted(slots), alone.bulk_interval)
+
+
 def test_a_request_takes_a_free_place_before_imports_reserved_ahead_and_the_imports_keep_their_pace(tables):
     """Eight workers have reserved their imports' slots ahead; as each sends, it reads an earlier import's
     outcome. The read goes at once, between imports reserved ahead, instead of after the last of them,
