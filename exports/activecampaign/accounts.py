@@ -31,6 +31,7 @@ class Accounts:
         self._clients: dict[tuple[str, str, str], ActiveCampaignClient] = {}
         self._budgets: dict[str, AccountBudget] = {}
         self._lists_checked: dict[tuple[str, str], float] = {}  # (run id, list id) -> monotonic time valid until
+        self._list_check_turns: dict[tuple[str, str], threading.Lock] = {}
         self._lock = threading.Lock()
 
     def client_with_key(self, hostname: str, api_key: str) -> ActiveCampaignClient:
@@ -68,6 +69,11 @@ class Accounts:
 
     def remember_list_checked(self, run_id: str, list_id: str, seconds: float) -> None:
         self._lists_checked[(run_id, list_id)] = time.monotonic() + seconds
+
+    def list_check_turn(self, run_id: str, list_id: str) -> threading.Lock:
+        """The lock the checks of one run's list in this process take turns with."""
+        with self._lock:
+            return self._list_check_turns.setdefault((run_id, list_id), threading.Lock())
 
     def close(self) -> None:
         with self._lock:

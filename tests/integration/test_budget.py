@@ -546,6 +546,36 @@ def test_a_chunk_reads_its_last_imports_at_once_only_when_no_other_chunk_of_the_
     assert min(beside_another) >= FIRST_READ_DELAY_SECONDS, f"first reads a second after the import: {beside_another}"
 
 
+def test_chunks_of_a_run_starting_together_in_a_process_check_its_list_once(app, monkeypatch):
+    """Every chunk checks the run's list before it sends, but chunks starting at once in one process wait for
+    one check instead of each taking a request slot (the imports of chunks already sending need them)."""
+    from exports.run.account import check_list
+    from tests.support.apphost import ACCOUNT_HOST
+
+    checks, real_get_list = [], ActiveCampaignClient.get_list
+
+    def slow_get_list(client, list_id):
+        checks.append(list_id)
+        time.sleep(0.1)  # the others arrive while it is under way
+        return real_get_list(client, list_id)
+
+    monkeypatch.setattr(ActiveCampaignClient, "get_list", slow_get_list)
+    files, _ = make_segment(rows=10, blobs=1, seed=14, bad=False)
+    for file_name, data in files:
+        app.upload("list-once/" + file_name, data)
+    run = app.ctx.runs.get_run(app.start(app.export(prefix="list-once/", mapping=MAPPING).id).body["runId"])
+    client = app.ctx.accounts.client(run.hostname, run.api_key_secret_name)
+    budget = app.ctx.accounts.budget(ACCOUNT_HOST)
+    together = threading.Barrier(6)
+
+    def chunk_start(_):
+        together.wait(timeout=10)
+        check_list(app.ctx, client, budget, run)
+
+    run_concurrently(chunk_start, 6, timeout=30)
+    assert checks == [run.list_id]
+
+
 def test_imports_sent_after_one_still_processing_are_not_read_before_it_is_read_again(app):
     """A chunk's last imports are read at once when nothing else sends, but ActiveCampaign processes its imports
     in turn: once the oldest is found still processing, the younger ones wait for its next read instead of
