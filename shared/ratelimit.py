@@ -89,10 +89,14 @@ class SharedRateBudget:
         """Reserve the earliest slot free in every one of `cells`; returns its time."""
         return self.reserve_series([(cells, 0.0)])[0]
 
-    def reserve_series(self, steps: Sequence[tuple[tuple[str, ...], float]]) -> list[float]:
+    def reserve_series(self, steps: Sequence[tuple[tuple[str, ...], float]], keep_pace_of: str | None = None) -> list[float]:
         """Reserve, in one write, the slots of requests a sender makes one after the other (an earlier import's
         outcome read then a bulk import, or several reads): each step's slot is the earliest free in every
-        one of its cells, at least its number of seconds after the step before (the first: from now)."""
+        one of its cells, at least its number of seconds after the step before (the first: from now).
+
+        With `keep_pace_of`, a cell in use (a slot of it reserved within its spacing of now, or later), the
+        steps also keep clear of the slots it would take next at its pace, as if they were reserved: the
+        requests that cell's grants make too then find their places free, and the cell keeps its pace."""
         with self._turn:
             for attempt in range(_TRIES):
                 optimistic = attempt == 0 and self._last_written is not None and self._unchanged_odds > 0.5
@@ -108,9 +112,10 @@ class SharedRateBudget:
                 spacing = {cell: self.spacing(cell, self.stretch(entity, now)) for cell in used}
                 # Times before now minus the spacing cannot constrain a slot from now on: dropped.
                 taken = {cell: [t for t in _slots(entity, cell) if t > now - spacing[cell]] for cell in used}
+                paced = self._next_grants(entity, keep_pace_of, now, len(steps) + 1) if keep_pace_of else []
                 slots, start = [], max(now, entity.get(_NOT_BEFORE, 0.0))
                 for cells, after in steps:
-                    start = _earliest(start + (after if slots else 0.0), {c: taken[c] for c in cells}, spacing)
+                    start = _earliest(start + (after if slots else 0.0), {c: taken[c] + paced for c in cells}, spacing)
                     slots.append(start)
                     for cell in cells:
                         taken[cell].append(start)
@@ -127,6 +132,12 @@ class SharedRateBudget:
                 self._last_written = ({**entity, **update}, written["etag"])
                 return slots
         raise RateBudgetBusy(f"could not reserve a slot of the budget {self._key}")
+
+    def _next_grants(self, entity: Mapping, cell: str, now: float, count: int) -> list[float]:
+        """The next `count` slots `cell` would take at its pace after its last one, if it is in use."""
+        pace = self.spacing(cell, self.stretch(entity, now))
+        last = max((t for t in _slots(entity, cell) if t > now - pace), default=None)
+        return [] if last is None else [last + pace * n for n in range(1, count + 1)]
 
     def _observe_unchanged(self, unchanged: bool) -> None:
         self._unchanged_odds += 0.2 * (float(unchanged) - self._unchanged_odds)

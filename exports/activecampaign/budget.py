@@ -34,13 +34,13 @@ SINGLE_CONTACT_IMPORTS_PER_MINUTE = 20
 # How long an answer of the account takes, as this process has seen (averaged), to begin with; it
 # is what a sender leaves between an outcome read's slot and the slot of the import after it.
 FIRST_RESPONSE_SECONDS = 0.05
-# The cells each kind of request takes a slot of.
 # Chunks of one account that send imports at once in a process. host.json lets an instance work on twice
 # as many chunk messages: the others read their bucket and compare, or read their last outcomes and
 # commit, so when the senders' chunks end (together: their buckets are the same size and they share
 # the budget evenly) prepared chunks take over at once instead of the account's imports pausing for
 # a chunk's end and the next one's start (tests/bench cli: 0.85-0.88 of the ceiling before, 0.94 after).
 SENDERS_PER_PROCESS = 3
+# The cells each kind of request takes a slot of.
 _CELLS = {"request": ("requests",), "bulk": ("requests", "imports"), "single": ("requests", "imports", "singleImports")}
 
 
@@ -112,9 +112,13 @@ class AccountBudget:
         the account's minute window (see BULK_MARGIN): the sender then takes a fresh slot."""
         return self._clock() - slot > LATE_TOLERANCE_SECONDS
 
-    def reserve_requests(self, count: int) -> list[float]:
-        """`count` request slots in one reservation, for requests one after the other (outcome reads)."""
-        return self._shared.reserve_series([(_CELLS["request"], 0.0)] * count)
+    def reserve_reads(self, count: int) -> list[float]:
+        """`count` request slots in one reservation, for outcome reads one after the other (a chunk's last
+        imports). While the account's imports are being sent, the reads keep clear of the request slots its
+        next imports will need at their pace: taken one after another, the reads of chunks ending together
+        held every request slot for a while, and the imports of the other senders slipped (tests/bench
+        ceiling: gaps of 0.1-0.2 s at 12x the limits, where a read fits between two imports)."""
+        return self._shared.reserve_series([(_CELLS["request"], 0.0)] * count, keep_pace_of="imports")
 
     def too_late_for_request(self, slot: float) -> bool:
         """Whether a request for `slot` now would come too late for the account's one-second window (see

@@ -50,8 +50,8 @@ MAX_READ_INTERVAL_SECONDS = 15.0
 # The import after a read is reserved half as long again after the read's slot as the account's
 # answers take (averaged over the process's life, budget.py), so that it seldom misses its slot.
 READ_TIME_FACTOR = 1.5
-# Reads due together once the chunk's last import is sent share one reservation; no more than a
-# second's worth at the documented 5 a second.
+# Reads due together once the chunk's last import is sent share one reservation, five at most, in
+# request slots the account's next imports leave free (budget.py reserve_reads).
 READS_RESERVED_AT_ONCE = 5
 
 
@@ -113,7 +113,7 @@ class Outcomes:
                 wait = min(self._next_read_at(p, first_delay) for p in self.pending) - self._clock()
                 sleep(max(0.0, min(wait, MAX_READ_INTERVAL_SECONDS)))
                 continue
-            for pending, slot in zip(due, self._budget.reserve_requests(len(due)), strict=True):
+            for pending, slot in zip(due, self._budget.reserve_reads(len(due)), strict=True):
                 if self._budget.too_late_for_request(slot) or not self._read(pending, slot):
                     break  # too late, or still processing: the younger ones are not read now (above)
         return None

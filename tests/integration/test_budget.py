@@ -51,7 +51,7 @@ class Ledger:
 
     def install(self, monkeypatch) -> Ledger:
         reserve, penalize = AccountBudget.reserve, AccountBudget.penalize
-        request_then_bulk, requests_at_once = AccountBudget.reserve_request_then_bulk, AccountBudget.reserve_requests
+        request_then_bulk, reads_at_once = AccountBudget.reserve_request_then_bulk, AccountBudget.reserve_reads
         ledger = self
 
         def record(called: float, *kinds_and_slots: tuple[str, float]) -> None:
@@ -72,7 +72,7 @@ class Ledger:
 
         def recording_requests(budget, count):
             called = budget._clock()
-            slots = requests_at_once(budget, count)
+            slots = reads_at_once(budget, count)
             record(called, *(("request", slot) for slot in slots))
             return slots
 
@@ -84,7 +84,7 @@ class Ledger:
 
         monkeypatch.setattr(AccountBudget, "reserve", recording_reserve)
         monkeypatch.setattr(AccountBudget, "reserve_request_then_bulk", recording_request_then_bulk)
-        monkeypatch.setattr(AccountBudget, "reserve_requests", recording_requests)
+        monkeypatch.setattr(AccountBudget, "reserve_reads", recording_requests)
         monkeypatch.setattr(AccountBudget, "penalize", recording_penalize)
         return self
 
@@ -708,14 +708,16 @@ def test_a_read_and_the_import_after_it_take_one_reservation_spaced_like_any_two
     table.update_entity = lambda *args, **kwargs: writes.append(1) or real_update(*args, **kwargs)
     read, bulk = budget.reserve_request_then_bulk(250, after=0.05)
     assert len(writes) == 1
-    assert read == pytest.approx(other + budget.request_interval), "the next free request slot"
-    assert bulk == pytest.approx(other + budget.bulk_interval), "the next free import slot, well after the read"
+    # Offsets from `other`: the clock's absolute value would swallow an interval in approx's relative tolerance.
+    request, import_ = budget.request_interval, budget.bulk_interval
+    assert read - other == pytest.approx(request, abs=1e-5), "the next free request slot"
+    assert bulk - other == pytest.approx(import_, abs=1e-5), "the next free import slot, well after the read"
     read, bulk = budget.reserve_request_then_bulk(250, after=1.0)
-    assert read == pytest.approx(other + 2 * budget.request_interval)
-    assert bulk == pytest.approx(read + 1.0), "at least `after` past the read"
-    reads = budget.reserve_requests(3)
+    assert read - other == pytest.approx(import_ + request, abs=1e-5), "a request's spacing from the import too"
+    assert bulk - read == pytest.approx(1.0, abs=1e-5), "at least `after` past the read"
+    reads = budget.reserve_reads(3)
     assert len(writes) == 3
-    assert reads == pytest.approx([other + 3 * budget.request_interval + n * budget.request_interval for n in range(3)])
+    assert [t - other for t in reads] == pytest.approx([import_ + request * n for n in (2, 3, 4)], abs=1e-5)
 
     clock.now = read + REQUEST_LATE_TOLERANCE_SECONDS * 0.9
     assert not budget.too_late_for_request(read)
@@ -725,6 +727,26 @@ def test_a_read_and_the_import_after_it_take_one_reservation_spaced_like_any_two
     assert not budget.too_late(bulk)
     clock.now = bulk + LATE_TOLERANCE_SECONDS * 1.1
     assert budget.too_late(bulk)
+
+
+def test_a_chunks_last_reads_keep_clear_of_the_request_slots_the_accounts_next_imports_need(tables):
+    """While imports are being sent, reads reserved together take the free request places between the
+    imports' next slots at their pace, not the next places in a row: the import reserved after them keeps its
+    pace. With no import under way, they come one after another."""
+    from azure.data.tables import TableServiceClient
+
+    clock = _Clock(5_000_000.0)
+    table = TableServiceClient.from_connection_string(tables).get_table_client(RATE_BUDGETS_TABLE)
+    budget = AccountBudget(table, account(), 5, 100, clock=clock)
+    request, import_ = budget.request_interval, budget.bulk_interval
+    sending = budget.reserve("bulk")  # a sender's import, right now
+    reads = budget.reserve_reads(3)
+    assert [t - sending for t in reads] == pytest.approx([request, import_ + request, 2 * import_ + request], abs=1e-5)
+    assert budget.reserve("bulk") - sending == pytest.approx(import_, abs=1e-5), "the next import keeps its pace"
+
+    clock.now += 60.0  # every import long past: nothing to keep clear of
+    reads = budget.reserve_reads(3)
+    assert [t - clock.now for t in reads] == pytest.approx([0.0, request, 2 * request], abs=1e-5)
 
 
 def test_a_worker_alone_reserves_with_one_table_request_and_reads_first_again_once_another_writes_between(tables):
