@@ -485,7 +485,7 @@ def test_a_chunk_reads_its_budget_and_run_rows_less_often_than_it_sends(app, mon
 
     writes, real = [], SharedRateBudget.reserve_series
     monkeypatch.setattr(SharedRateBudget, "reserve_series",
-                        lambda budget, steps: writes.append(len(steps)) or real(budget, steps))
+                        lambda budget, steps, **options: writes.append(len(steps)) or real(budget, steps, **options))
     run_reads, real_get_run = [], RunStore.get_run
     monkeypatch.setattr(RunStore, "get_run", lambda store, run_id: run_reads.append(run_id) or real_get_run(store, run_id))
     app.simulator.configure(import_processing_seconds=0.3)  # outcomes arrive later, as ActiveCampaign's do
