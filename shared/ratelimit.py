@@ -89,14 +89,18 @@ class SharedRateBudget:
         """Reserve the earliest slot free in every one of `cells`; returns its time."""
         return self.reserve_series([(cells, 0.0)])[0]
 
-    def reserve_series(self, steps: Sequence[tuple[tuple[str, ...], float]], keep_pace_of: str | None = None) -> list[float]:
+    def reserve_series(self, steps: Sequence[tuple[tuple[str, ...], float]], keep_pace_of: str | None = None,
+                       first_if_free: bool = False) -> list[float | None]:
         """Reserve, in one write, the slots of requests a sender makes one after the other (an earlier import's
         outcome read then a bulk import, or several reads): each step's slot is the earliest free in every
         one of its cells, at least its number of seconds after the step before (the first: from now).
 
         With `keep_pace_of`, a cell in use (a slot of it reserved within its spacing of now, or later), the
         steps also keep clear of the slots it would take next at its pace, as if they were reserved: the
-        requests that cell's grants make too then find their places free, and the cell keeps its pace."""
+        requests that cell's grants make too then find their places free, and the cell keeps its pace.
+
+        With `first_if_free`, the first step is reserved only if the others get the slots they would get
+        without it; otherwise it is left out, and its slot is None."""
         with self._turn:
             for attempt in range(_TRIES):
                 optimistic = attempt == 0 and self._last_written is not None and self._unchanged_odds > 0.5
@@ -113,12 +117,13 @@ class SharedRateBudget:
                 # Times before now minus the spacing cannot constrain a slot from now on: dropped.
                 taken = {cell: [t for t in _slots(entity, cell) if t > now - spacing[cell]] for cell in used}
                 paced = self._next_grants(entity, keep_pace_of, now, len(steps) + 1) if keep_pace_of else []
-                slots, start = [], max(now, entity.get(_NOT_BEFORE, 0.0))
-                for cells, after in steps:
-                    start = _earliest(start + (after if slots else 0.0), {c: taken[c] + paced for c in cells}, spacing)
-                    slots.append(start)
-                    for cell in cells:
-                        taken[cell].append(start)
+                begin = max(now, entity.get(_NOT_BEFORE, 0.0))
+                slots, with_all = _place(steps, begin, taken, paced, spacing)
+                if first_if_free:
+                    rest, without_first = _place(steps[1:], begin, taken, paced, spacing)
+                    if rest[-1] < slots[-1] - _CLOSE:
+                        slots, with_all = [None, *rest], without_first
+                taken = with_all
                 update = {"PartitionKey": self._key, "RowKey": _ROW,
                           **{_property(cell): _text(sorted(taken[cell])) for cell in used}}
                 try:
@@ -182,6 +187,19 @@ class SharedRateBudget:
                     self._table.create_entity({"PartitionKey": self._key, "RowKey": _ROW, _NOT_BEFORE: 0.0})
                 except ResourceExistsError:
                     pass
+
+
+def _place(steps: Sequence[tuple[tuple[str, ...], float]], start: float, taken: Mapping[str, list[float]],
+           paced: list[float], spacing: Mapping[str, float]) -> tuple[list[float], dict[str, list[float]]]:
+    """The steps' slots one after the other from `start`, and the cells' taken times with them."""
+    taken = {cell: list(times) for cell, times in taken.items()}
+    slots = []
+    for cells, after in steps:
+        start = _earliest(start + (after if slots else 0.0), {c: taken[c] + paced for c in cells}, spacing)
+        slots.append(start)
+        for cell in cells:
+            taken[cell].append(start)
+    return slots, taken
 
 
 def _earliest(start: float, taken: Mapping[str, list[float]], spacing: Mapping[str, float]) -> float:

@@ -97,10 +97,13 @@ class AccountBudget:
     def wait_until(self, slot: float) -> None:
         self._shared.wait_until(slot)
 
-    def reserve_request_then_bulk(self, contacts: int, after: float) -> tuple[float, float]:
+    def reserve_request_then_bulk(self, contacts: int, after: float) -> tuple[float | None, float]:
         """A request slot and, in the same reservation, the slot of a bulk import of `contacts` at least `after`
-        seconds later: the sender reads an earlier import's outcome while it waits for its import's slot."""
-        read, bulk = self._shared.reserve_series([(_CELLS["request"], 0.0), (_CELLS[self.bulk_kind(contacts)], after)])
+        seconds later: the sender reads an earlier import's outcome while it waits for its import's slot. The
+        request slot is None when the read would put the import later than its slot without it (few senders,
+        an import slot free now): the read waits for a sender with time to spare, or the chunk's end."""
+        read, bulk = self._shared.reserve_series(
+            [(_CELLS["request"], 0.0), (_CELLS[self.bulk_kind(contacts)], after)], first_if_free=True)
         return read, bulk
 
     def observe_response(self, seconds: float) -> None:

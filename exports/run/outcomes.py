@@ -91,6 +91,8 @@ class Outcomes:
             return self._budget.reserve(self._budget.bulk_kind(contacts))
         read_slot, slot = self._budget.reserve_request_then_bulk(contacts,
                                                                  READ_TIME_FACTOR * self._budget.response_seconds)
+        if read_slot is None:  # the read would hold the import back: it is read later
+            return slot
         self._budget.wait_until(read_slot)
         began = self._clock()
         self._read(due, None if self._budget.too_late_for_request(read_slot) else read_slot)
