@@ -3,7 +3,8 @@
 
 Reads are interleaved with the sending, at most one before each import and each import's first a
 second after it was sent, so they use the request budget while the sender waits for its next
-bulk slot (the read's slot and the import's are taken in one budget reservation, not one each);
+bulk slot (the read's slot and the import's are taken in one budget reservation, not one each,
+and only when the read leaves the import its slot: budget.py reserve_request_then_bulk);
 the ones still open when the chunk's last import is sent are read until known or until
 ACTIVECAMPAIGN_OUTCOME_WAIT_SECONDS have passed since the import was sent (at once if no other
 chunk of the account is sending in this process, else each a second after it was sent, as while
