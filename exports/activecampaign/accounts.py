@@ -31,7 +31,7 @@ class Accounts:
         self._clients: dict[tuple[str, str, str], ActiveCampaignClient] = {}
         self._budgets: dict[str, AccountBudget] = {}
         self._lists_checked: dict[tuple[str, str], float] = {}  # (run id, list id) -> monotonic time valid until
-        self._list_check_turns: dict[tuple[str, str], threading.Lock] = {}
+        self._list_checks_under_way: dict[tuple[str, str], threading.Event] = {}  # set when the check ends
         self._lock = threading.Lock()
 
     def client_with_key(self, hostname: str, api_key: str) -> ActiveCampaignClient:
@@ -70,10 +70,18 @@ class Accounts:
     def remember_list_checked(self, run_id: str, list_id: str, seconds: float) -> None:
         self._lists_checked[(run_id, list_id)] = time.monotonic() + seconds
 
-    def list_check_turn(self, run_id: str, list_id: str) -> threading.Lock:
-        """The lock the checks of one run's list in this process take turns with."""
+    def begin_list_check(self, run_id: str, list_id: str) -> threading.Event | None:
+        """None when the caller is to check the run's list (then end_list_check), or the event set when the
+        check another thread of this process has under way ends."""
         with self._lock:
-            return self._list_check_turns.setdefault((run_id, list_id), threading.Lock())
+            under_way = self._list_checks_under_way.get((run_id, list_id))
+            if under_way is None:
+                self._list_checks_under_way[(run_id, list_id)] = threading.Event()
+            return under_way
+
+    def end_list_check(self, run_id: str, list_id: str) -> None:
+        with self._lock:
+            self._list_checks_under_way.pop((run_id, list_id)).set()
 
     def close(self) -> None:
         with self._lock:

@@ -31,13 +31,24 @@ def check_list(ctx: AppContext, client: ActiveCampaignClient, budget: AccountBud
         return
     # Chunks of the run starting together in this process wait for one check, instead of each taking a request
     # slot at once: a dozen at a run's start left the imports of the chunks already sending no request slot.
-    with ctx.accounts.list_check_turn(run.id, run.list_id):
-        if ctx.accounts.list_recently_checked(run.id, run.list_id):
-            return
+    # If that check fails, each asks for itself, at once, as before (an unreachable account is not waited
+    # out once per chunk in a row).
+    under_way = ctx.accounts.begin_list_check(run.id, run.list_id)
+    if under_way is not None:
+        under_way.wait()
+        if not ctx.accounts.list_recently_checked(run.id, run.list_id):
+            _get_list(ctx, client, budget, run, on_retry)
+        return
+    try:
+        _get_list(ctx, client, budget, run, on_retry)
+    finally:
+        ctx.accounts.end_list_check(run.id, run.list_id)
 
-        def get_list():
-            budget.before_request()
-            return client.get_list(run.list_id)
 
-        ctx.backoff.run(get_list, on_retry=on_retry)
-        ctx.accounts.remember_list_checked(run.id, run.list_id, LIST_CHECK_SECONDS)
+def _get_list(ctx: AppContext, client: ActiveCampaignClient, budget: AccountBudget, run: Run, on_retry) -> None:
+    def get_list():
+        budget.before_request()
+        return client.get_list(run.list_id)
+
+    ctx.backoff.run(get_list, on_retry=on_retry)
+    ctx.accounts.remember_list_checked(run.id, run.list_id, LIST_CHECK_SECONDS)

@@ -11,6 +11,7 @@ own, so no message or run of another test can reach their workers.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import multiprocessing
 import os
 import signal
@@ -24,7 +25,7 @@ import requests
 
 from exports.activecampaign.budget import SENDERS_PER_PROCESS, AccountBudget
 from exports.activecampaign.client import ActiveCampaignClient
-from exports.errors import Transient
+from exports.errors import MissingInAccount, Transient
 from exports.names import RATE_BUDGETS_TABLE, SEGMENTS_CONTAINER
 from tests.support.activecampaign import ActiveCampaignSimulator
 from tests.support.apphost import API_KEY
@@ -574,6 +575,27 @@ def test_chunks_of_a_run_starting_together_in_a_process_check_its_list_once(app,
 
     run_concurrently(chunk_start, 6, timeout=30)
     assert checks == [run.list_id]
+
+    # When the check fails (the list was deleted, say), the chunks that waited for it each ask for themselves.
+    checks.clear()
+    failures = []
+
+    def missing_list(client, list_id):
+        checks.append(list_id)
+        time.sleep(0.1)
+        raise MissingInAccount(f"list {list_id} does not exist in this ActiveCampaign account")
+
+    def chunk_of_another_run(_):
+        together.wait(timeout=10)
+        try:
+            check_list(app.ctx, client, budget, other_run)
+        except MissingInAccount as error:
+            failures.append(str(error))
+
+    monkeypatch.setattr(ActiveCampaignClient, "get_list", missing_list)
+    other_run = dataclasses.replace(run, id="another-run")
+    run_concurrently(chunk_of_another_run, 6, timeout=30)
+    assert len(checks) == 6 and len(failures) == 6, (checks, failures)
 
 
 def test_imports_sent_after_one_still_processing_are_not_read_before_it_is_read_again(app):
