@@ -6,12 +6,15 @@ documented, so they are assumed to.
 """
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from shared.ratelimit import SharedRateBudget
+
+_CLOSE = 1e-6  # an interval's float rounding: `after` of exactly one interval stays one
 
 # ActiveCampaign counts its windows on its own clock and requests reach it with varying delay, so
 # slots are spaced wider than the documented limits (and wider still, for a while, after it
@@ -34,6 +37,12 @@ SINGLE_CONTACT_IMPORTS_PER_MINUTE = 20
 # How long an answer of the account takes, as this process has seen (averaged), to begin with; it
 # is what a sender leaves between an outcome read's slot and the slot of the import after it.
 FIRST_RESPONSE_SECONDS = 0.05
+# How long a sender takes from an import's slot until it is ready for its next one (the import's answer,
+# then the chunk's checkpoint), to begin with; it is what a sender leaves between two import slots it
+# reserves together. A slower cycle than this many times the average is not taken in whole: it is a
+# retry's wait (after a 429, say), not the sender's pace.
+FIRST_IMPORT_CYCLE_SECONDS = 0.1
+IMPORT_CYCLE_OUTLIER = 4.0
 # Chunks of one account that send imports at once in a process. host.json lets an instance work on twice
 # as many chunk messages: the others read their bucket and compare, or read their last outcomes and
 # commit, so when the senders' chunks end (together: their buckets are the same size and they share
@@ -54,7 +63,9 @@ class AccountBudget:
              "singleImports": 60.0 / SINGLE_CONTACT_IMPORTS_PER_MINUTE},
             {"requests": REQUEST_MARGIN, "imports": BULK_MARGIN, "singleImports": BULK_MARGIN},
             clock=clock, sleep=sleep)
-        self.response_seconds = FIRST_RESPONSE_SECONDS  # kept for the process's life: every chunk learns from it
+        # Kept for the process's life: every chunk learns from them.
+        self.response_seconds = FIRST_RESPONSE_SECONDS
+        self.import_cycle_seconds = FIRST_IMPORT_CYCLE_SECONDS
         # Spacing while never throttled (the budget's floor).
         self.request_interval = self._shared.spacing("requests")
         self.bulk_interval = self._shared.spacing("imports")
@@ -106,9 +117,27 @@ class AccountBudget:
             [(_CELLS["request"], 0.0), (_CELLS[self.bulk_kind(contacts)], after)], first_if_free=True)
         return read, bulk
 
+    def reserve_imports(self, contacts: int, count: int, after: float) -> list[float]:
+        """`count` slots of bulk imports of `contacts` in one reservation, each at least `after` seconds after the
+        one before: a sender with several imports to send one after another takes the next one's slot with this
+        one's, one budget write for both.
+
+        `after` is rounded up to a whole number of intervals: a gap shorter than one between the two would
+        fit no other sender's import, and the account's imports would slip by it (tests/bench ceiling: 0.98
+        instead of 0.99, every chunk's first two imports leaving such a gap)."""
+        interval = self.single_interval if self.bulk_kind(contacts) == "single" else self.bulk_interval
+        after = math.ceil(after / interval - _CLOSE) * interval
+        return self._shared.reserve_series([(_CELLS[self.bulk_kind(contacts)], after)] * count)
+
     def observe_response(self, seconds: float) -> None:
         """A request to the account took `seconds`: the average moves a fifth of the way to it."""
         self.response_seconds += 0.2 * (seconds - self.response_seconds)
+
+    def observe_import_cycle(self, seconds: float) -> None:
+        """A sender was ready for its next import `seconds` after the slot of its last one: the average moves a
+        fifth of the way to it (to IMPORT_CYCLE_OUTLIER times the average at most)."""
+        seconds = min(seconds, IMPORT_CYCLE_OUTLIER * self.import_cycle_seconds)
+        self.import_cycle_seconds += 0.2 * (seconds - self.import_cycle_seconds)
 
     def too_late(self, slot: float) -> bool:
         """Whether a bulk import for `slot` now would come so late that the imports a minute later could overrun

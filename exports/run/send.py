@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import uuid
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -29,7 +30,7 @@ from typing import TYPE_CHECKING
 from azure.core.exceptions import ResourceNotFoundError
 
 from exports.activecampaign.budget import AccountBudget
-from exports.activecampaign.client import ActiveCampaignClient, ImportAccepted
+from exports.activecampaign.client import MAX_CONTACTS_PER_IMPORT, ActiveCampaignClient, ImportAccepted
 from exports.errors import Fatal, ImportRejected, KeyRejected, RunNotFound, Transient
 from exports.model import Chunk, Leavers, Run, RunMode
 from exports.run import cancel, finish, remainder
@@ -219,7 +220,9 @@ def _send_changes(ctx: AppContext, run: Run, claim: ChunkClaim, to_send: list[It
         for batch in batches(to_send, position, run.list_id, run.exclude_automations, list_action):
             # An earlier import's outcome is read as this batch waits for its slot; one checkpoint then records
             # both, right after the send (an outcome is written to the run's files before a checkpoint drops it).
-            accepted, refused = _import(ctx, client, budget, outcomes, batch, run, on_retry, list_action)
+            contacts_after = len(to_send) - position - len(batch)
+            accepted, refused = _import(ctx, client, budget, outcomes, batch, run, on_retry, list_action,
+                                        imports_to_follow=math.ceil(contacts_after / MAX_CONTACTS_PER_IMPORT))
             if refused:
                 _write_rejects(ctx, run.id, index, position, refused)
             if accepted.queued_contacts < len(batch) - len(refused):
@@ -375,8 +378,10 @@ def _on_retry(run_id: str, index: int, budget: AccountBudget) -> Callable[[Trans
 
 
 def _import(ctx: AppContext, client: ActiveCampaignClient, budget: AccountBudget, outcomes: Outcomes,
-            batch: list[Item], run: Run, on_retry, list_action: str | None) -> tuple[ImportAccepted, list[tuple[Item, str]]]:
-    """Send one batch; contacts ActiveCampaign refuses are taken out and the rest sent again.
+            batch: list[Item], run: Run, on_retry, list_action: str | None,
+            imports_to_follow: int) -> tuple[ImportAccepted, list[tuple[Item, str]]]:
+    """Send one batch; contacts ActiveCampaign refuses are taken out and the rest sent again. `imports_to_follow`:
+    how many batches the delivery sends after this one, at least.
 
     A slot this sender missed by more than budget.py's LATE_TOLERANCE_SECONDS goes unused, costing the
     account one interval once: the send takes a fresh one instead of arriving late."""
@@ -384,7 +389,7 @@ def _import(ctx: AppContext, client: ActiveCampaignClient, budget: AccountBudget
     while pending:
         contacts = [item.contact for item in pending]
         kind = budget.bulk_kind(len(contacts))
-        reserved = [outcomes.import_slot(len(contacts))]  # a retry (after a 429, say) reserves its own
+        reserved = [outcomes.import_slot(len(contacts), imports_to_follow)]  # a retry (after a 429, say) reserves its own
 
         def call(contacts=contacts, kind=kind, reserved=reserved):
             slot = reserved.pop() if reserved else budget.reserve(kind)

@@ -53,6 +53,7 @@ class Ledger:
     def install(self, monkeypatch) -> Ledger:
         reserve, penalize = AccountBudget.reserve, AccountBudget.penalize
         request_then_bulk, reads_at_once = AccountBudget.reserve_request_then_bulk, AccountBudget.reserve_reads
+        imports_at_once = AccountBudget.reserve_imports
         ledger = self
 
         def record(called: float, *kinds_and_slots: tuple[str, float]) -> None:
@@ -77,6 +78,12 @@ class Ledger:
             record(called, *(("request", slot) for slot in slots))
             return slots
 
+        def recording_imports(budget, contacts, count, after):
+            called = budget._clock()
+            slots = imports_at_once(budget, contacts, count, after)
+            record(called, *((budget.bulk_kind(contacts), slot) for slot in slots))
+            return slots
+
         def recording_penalize(budget, pause_seconds):
             until = budget._clock() + pause_seconds
             penalize(budget, pause_seconds)
@@ -86,6 +93,7 @@ class Ledger:
         monkeypatch.setattr(AccountBudget, "reserve", recording_reserve)
         monkeypatch.setattr(AccountBudget, "reserve_request_then_bulk", recording_request_then_bulk)
         monkeypatch.setattr(AccountBudget, "reserve_reads", recording_requests)
+        monkeypatch.setattr(AccountBudget, "reserve_imports", recording_imports)
         monkeypatch.setattr(AccountBudget, "penalize", recording_penalize)
         return self
 
@@ -177,18 +185,26 @@ def _worker_process(env: dict, run_id: str, deadline: float, lease_seconds: int,
     ctx = _context(env)
     set_context(ctx)
     if hold_after_imports is not None:
-        reserve, counted = AccountBudget.reserve, []
+        reserve, reserve_imports, counted = AccountBudget.reserve, AccountBudget.reserve_imports, []
+
+        def hold_once_past(slots: list[float]) -> None:
+            counted.extend(slots)
+            if len(counted) > hold_after_imports:
+                reports.send(("holding", os.getpid(), slots[0]))
+                time.sleep(max(0.0, deadline - time.time()))  # killed long before
 
         def reserve_then_hold(budget, kind):
             slot = reserve(budget, kind)
             if kind in ("bulk", "single"):
-                counted.append(slot)
-                if len(counted) > hold_after_imports:
-                    reports.send(("holding", os.getpid(), slot))
-                    time.sleep(max(0.0, deadline - time.time()))  # killed long before
+                hold_once_past([slot])
             return slot
 
-        AccountBudget.reserve = reserve_then_hold
+        def reserve_imports_then_hold(budget, contacts, count, after):
+            slots = reserve_imports(budget, contacts, count, after)
+            hold_once_past(slots)
+            return slots
+
+        AccountBudget.reserve, AccountBudget.reserve_imports = reserve_then_hold, reserve_imports_then_hold
     host = LocalQueueHost(ctx, app, settings=QueueSettings(5, 1, 1), retry_delay_seconds=1, lease_seconds=lease_seconds)
     reports.send(("ready", os.getpid(), None))
     while time.time() < deadline:
@@ -504,6 +520,66 @@ def test_a_chunk_reads_its_budget_and_run_rows_less_often_than_it_sends(app, mon
     assert len(writes) <= stats["bulk_requests"] + stats["import_info_requests"] / 2 + 3, (
         f"{len(writes)} reservations for {stats['bulk_requests']} imports and {stats['import_info_requests']} reads")
     assert len(run_reads) < stats["bulk_requests"] / 2, f"{len(run_reads)} run row reads for {stats['bulk_requests']} imports"
+
+
+def test_a_sender_alone_with_no_outcome_due_takes_its_next_imports_slots_with_this_ones(app, monkeypatch):
+    """While no earlier import's outcome is due for reading, the chunk has more imports to send and the account
+    has room for them (a chunk alone), it reserves the next imports' slots with this one's: one budget write
+    (an entity read and a conditional write) for several imports. Every import still goes in a slot
+    reserved for it, none closer than the interval."""
+    from exports.run import outcomes
+    from exports.run.outcomes import IMPORTS_RESERVED_AT_ONCE
+    from shared.ratelimit import SharedRateBudget
+    from tests.support.apphost import ACCOUNT_HOST
+
+    monkeypatch.setattr(outcomes, "FIRST_READ_DELAY_SECONDS", 600.0)  # nothing is due while the chunks send
+    series, real = [], SharedRateBudget.reserve_series
+
+    def recording(budget, steps, **options):
+        slots = real(budget, steps, **options)
+        series.append((steps, slots))
+        return slots
+
+    monkeypatch.setattr(SharedRateBudget, "reserve_series", recording)
+    files, expected = make_segment(rows=5000, blobs=1, seed=5, bad=False)
+    for file_name, data in files:
+        app.upload("budget-pairs/" + file_name, data)
+    status = app.drain(app.start(app.export(prefix="budget-pairs/", mapping=MAPPING).id).body["runId"])
+
+    assert status["status"] == "succeeded" and app.simulator.subscribed("3") == expected.emails
+    imports = app.simulator.stats()["bulk_requests"]
+    chunks = status["chunks"]["total"]
+    import_reservations = [slots for steps, slots in series if all("imports" in cells for cells, _ in steps)]
+    assert imports >= 20
+    assert sum(map(len, import_reservations)) == imports, "every import went in a slot reserved for it"
+    assert len(import_reservations) <= imports / IMPORTS_RESERVED_AT_ONCE + chunks, (
+        f"{len(import_reservations)} reservations for {imports} imports in {chunks} chunks")
+    assert_spaced(sorted(slot for slots in import_reservations for slot in slots),
+                  app.ctx.accounts.budget(ACCOUNT_HOST).bulk_interval)
+
+
+def test_imports_reserved_together_are_spaced_by_the_senders_cycle_which_a_retrys_wait_does_not_swamp(tables):
+    from azure.data.tables import TableServiceClient
+
+    from exports.activecampaign.budget import FIRST_IMPORT_CYCLE_SECONDS, IMPORT_CYCLE_OUTLIER
+
+    clock = _Clock(6_000_000.0)
+    table = TableServiceClient.from_connection_string(tables).get_table_client(RATE_BUDGETS_TABLE)
+    budget = AccountBudget(table, account(), 5, 100, clock=clock)
+    first, second = budget.reserve_imports(250, 2, after=1.0)  # a cycle longer than the interval (0.603 s)
+    assert second - first == pytest.approx(2 * budget.bulk_interval, abs=1e-5), (
+        "a whole number of intervals: the one between is free for another sender's import")
+    assert budget.reserve("bulk") - first == pytest.approx(budget.bulk_interval, abs=1e-5)
+    clock.now += 10.0
+    first, second = budget.reserve_imports(250, 2, after=0.01)
+    assert second - first == pytest.approx(budget.bulk_interval, abs=1e-5), "never closer than the interval"
+
+    assert budget.import_cycle_seconds == FIRST_IMPORT_CYCLE_SECONDS
+    budget.observe_import_cycle(0.2)
+    assert budget.import_cycle_seconds == pytest.approx(0.1 + 0.2 * 0.1)
+    before = budget.import_cycle_seconds
+    budget.observe_import_cycle(30.0)  # a 429's wait
+    assert budget.import_cycle_seconds == pytest.approx(before + 0.2 * (IMPORT_CYCLE_OUTLIER - 1) * before)
 
 
 def test_a_chunk_reads_its_last_imports_at_once_only_when_no_other_chunk_of_the_account_is_sending(app, monkeypatch):
