@@ -70,31 +70,37 @@ class AccountBudget:
         self.request_interval = self._shared.spacing("requests")
         self.bulk_interval = self._shared.spacing("imports")
         self.single_interval = self._shared.spacing("singleImports")
-        self._senders = threading.BoundedSemaphore(SENDERS_PER_PROCESS)
-        self._sending, self._sending_lock = 0, threading.Lock()
+        self._turns = threading.Condition()
+        self._sending = 0  # turns held
+        self._waiting_first = 0  # chunks waiting for a turn ahead of the others
 
     @contextmanager
-    def sending(self) -> Iterator[bool]:
+    def sending(self, first: bool = False) -> Iterator[bool]:
         """One of SENDERS_PER_PROCESS turns to send imports, for as long as the block runs; yields whether it had to
-        wait for one (the run may have been cancelled meanwhile)."""
-        waited = not self._senders.acquire(blocking=False)
-        if waited:
-            self._senders.acquire()
-        self._count_sending(+1)
+        wait for one (the run may have been cancelled meanwhile). `first`: ahead of every chunk waiting without it."""
+        with self._turns:
+            waited = not self._may_take_turn(first)
+            if waited:
+                self._waiting_first += first
+                try:
+                    self._turns.wait_for(lambda: self._may_take_turn(first))
+                finally:
+                    self._waiting_first -= first
+            self._sending += 1
         try:
             yield waited
         finally:
-            self._count_sending(-1)
-            self._senders.release()
+            with self._turns:
+                self._sending -= 1
+                self._turns.notify_all()
+
+    def _may_take_turn(self, first: bool) -> bool:
+        return self._sending < SENDERS_PER_PROCESS and (first or not self._waiting_first)
 
     def others_sending(self) -> bool:
         """Whether any chunk of the account holds a sending turn in this process (the caller holds none)."""
-        with self._sending_lock:
+        with self._turns:
             return self._sending > 0
-
-    def _count_sending(self, change: int) -> None:
-        with self._sending_lock:
-            self._sending += change
 
     @staticmethod
     def bulk_kind(contacts: int) -> str:

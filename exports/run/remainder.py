@@ -6,8 +6,9 @@ more than needed for a million contacts in 256 chunks (a minute and a half at 10
 minute). So a chunk of a run with several buckets sends only whole imports; what would have been
 its last, partly filled one is its remainder, written to the run's working files as soon as the
 chunk has compared. Once every bucket's chunk has, the run's remainder chunk gathers the
-remainders and sends them in whole imports but its last, beside the chunks still sending, so
-the account's budget stays in use to the end.
+remainders and sends them in whole imports but its last, beside the chunks still sending (it
+takes its sending turn ahead of the chunks waiting for one), so the account's budget stays in use
+to the end.
 
 The sync state stays right throughout: a chunk's commit keeps its remainder out of the state (as
 it does with contacts ActiveCampaign did not take: an "undelivered" file names them), and the

@@ -157,7 +157,9 @@ def _send_remainder(ctx: AppContext, run: Run, chunk: Chunk) -> None:
     with _failing_the_piece(ctx, run, chunk):
         warning = claim.before.error
         if not claim.before.committing:
-            warning = _send_changes(ctx, run, claim, items)
+            # Ahead of the chunks waiting in this process: they would have it start once they end, and send alone
+            # the run's last imports, slower than the account allows (tests/bench ceiling, at 12x the limits).
+            warning = _send_changes(ctx, run, claim, items, first_turn=True)
             claim.start_commit(warning)
         if not remainder.buckets_final(ctx.runs.view(run.id)):
             return  # their commits write the same shards: the last of them queues this chunk's commit
@@ -186,9 +188,10 @@ def _failing_the_piece(ctx: AppContext, run: Run, piece: Chunk):
 
 
 def _send_changes(ctx: AppContext, run: Run, claim: ChunkClaim, to_send: list[Item],
-                  list_action: str | None = "subscribe") -> str | None:
+                  list_action: str | None = "subscribe", first_turn: bool = False) -> str | None:
     """Send the contacts from the checkpoint on and read every import's outcome; a warning for the chunk, if
-    any. Raises _Stop when the run must stop."""
+    any. Raises _Stop when the run must stop. `first_turn`: the chunk takes a sending turn ahead of the chunks
+    waiting for one without it (budget.py)."""
     before, index = claim.before, _files_index(claim.index, claim.leaving)
     position, sent, rejected = before.position, before.sent, before.rejected
     client = ctx.accounts.client(run.hostname, run.api_key_secret_name)
@@ -214,7 +217,7 @@ def _send_changes(ctx: AppContext, run: Run, claim: ChunkClaim, to_send: list[It
         raise stopped()
     warnings = []
     # Only the imports take a sending turn: the outcomes still to read and the commit leave it to the next chunk.
-    with budget.sending() as waited:
+    with budget.sending(first=first_turn) as waited:
         if waited and stop_reason(ctx, run, cancelled_only=True):  # cancelled while this chunk waited its turn
             raise stopped()
         for batch in batches(to_send, position, run.list_id, run.exclude_automations, list_action):

@@ -902,6 +902,37 @@ def test_a_request_takes_a_free_place_before_imports_reserved_ahead_and_the_impo
     assert_spaced(sorted(imports + reads), budget.request_interval)
 
 
+def test_a_chunk_taking_its_turn_first_goes_ahead_of_the_chunks_already_waiting(tables):
+    """The run's remainder chunk asks for its sending turn first: were it to wait behind the chunks queued in
+    its process, it would start once they end and send the run's last imports alone."""
+    budget = budget_for(tables, "first-turn.api-us1.com", 5, 100)
+    order, waiting = [], threading.Barrier(2)
+    lock = threading.Lock()
+
+    def sender(name: str, first: bool, ready: threading.Barrier | None) -> None:
+        if ready:
+            ready.wait(10)
+        with budget.sending(first=first):
+            with lock:
+                order.append(name)
+
+    with contextlib.ExitStack() as turns:
+        for _ in range(SENDERS_PER_PROCESS):
+            turns.enter_context(budget.sending())
+        queued = [threading.Thread(target=sender, args=(f"chunk {n}", False, None), daemon=True) for n in range(3)]
+        for thread in queued:
+            thread.start()
+        time.sleep(0.2)  # the chunks are waiting for a turn
+        remainder = threading.Thread(target=sender, args=("remainder", True, waiting), daemon=True)
+        remainder.start()
+        waiting.wait(10)
+        time.sleep(0.2)  # and so is the remainder chunk, since after them
+        assert order == [], "every turn is held"
+    for thread in [remainder, *queued]:
+        thread.join(10)
+    assert order[0] == "remainder" and sorted(order[1:]) == ["chunk 0", "chunk 1", "chunk 2"], order
+
+
 def test_a_process_has_a_bounded_number_of_sending_turns_per_account_and_the_next_one_waits(tables):
     budget, other_account = budget_for(tables, "turns.api-us1.com", 5, 100), budget_for(tables, "other.api-us1.com", 5, 100)
     taken = threading.Event()
