@@ -494,7 +494,7 @@ def test_another_integration_using_the_account_is_absorbed_with_nothing_lost(app
 
 
 def test_a_chunk_reads_its_budget_and_run_rows_less_often_than_it_sends(app, monkeypatch):
-    """One budget write (an entity read and a conditional write of Table storage) per bulk import, which also
+    """At most one budget write (an entity read and a conditional write of Table storage) per bulk import, which also
     holds the slot of the outcome read before it; the reads due together at a chunk's end share one. The run
     row is read as the chunk starts, not before every batch: a cancel reaches the sender on its chunk's row."""
     from exports.store.runs import RunStore
