@@ -15,6 +15,8 @@ import logging
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
+from azure.core.exceptions import HttpResponseError
+
 from exports.model import Chunk, ChunkStatus, Phase, RunView, SegmentStatus
 from exports.names import CHUNKS_QUEUE
 from exports.run import finish
@@ -65,7 +67,20 @@ def planned_chunks(view: RunView) -> list[Chunk]:
 def enqueue(ctx: AppContext, chunks: Iterable[Chunk]) -> None:
     queue = ctx.storage.queue(CHUNKS_QUEUE)
     for chunk in chunks:
-        queue.send_message(ChunkMessage(chunk.run_id, chunk.index, chunk.leaving).to_json())
+        sent = queue.send_message(ChunkMessage(chunk.run_id, chunk.index, chunk.leaving).to_json())
         # Marks the message as sent, so a redelivered split does not queue it again; a worker that
         # already claimed the chunk has changed the ETag, and its state wins.
-        ctx.runs.mark_chunk_queued(chunk)
+        if not ctx.runs.mark_chunk_queued(chunk):
+            _withdraw(queue, sent)
+
+
+def _withdraw(queue, sent) -> None:
+    """The chunk's row changed since it was read: another worker queued it too (its message went before its
+    mark), a delivery claimed it, or it was failed. That message does the work, so this one is taken back:
+    delivered beside it, it would take the chunk over mid-send and send a batch again (two chunks ending
+    together both queued the run's remainder chunk). Already delivered (its pop receipt changed, or it is
+    gone), it is the one that claimed the chunk, and stays."""
+    try:
+        queue.delete_message(sent.id, sent.pop_receipt)
+    except HttpResponseError as error:  # also when the delete fails otherwise: a duplicate costs one batch at most
+        log.info("chunk message %s not taken back: %s", sent.id, getattr(error, "error_code", None) or error.status_code)

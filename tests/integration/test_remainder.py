@@ -136,6 +136,42 @@ def test_the_remainder_chunk_sends_beside_the_last_bucket_and_commits_once_every
     assert state_of(app, run_id) == expected_state(app, run_id, profiles), "the remainder's contacts committed after"
 
 
+def test_two_workers_queueing_the_remainder_chunk_at_once_leave_one_message_for_it(app, import_sizes, monkeypatch):
+    """Two chunks ending together may both find the remainder chunk still to queue, and both queue it. The one
+    whose mark comes second takes its message back: delivered beside the other, it would take the chunk over
+    mid-send and send a batch again."""
+    from exports.functions import queues
+
+    app.ctx.settings = replace(app.ctx.settings, chunk_size=400)
+    export = app.export(prefix="remainder-race/", mapping=MAPPING)
+    profiles = people(4321)
+    upload(app, "remainder-race/", profiles)
+    run_id = app.start(export.id).body["runId"]
+    real_mark, raced = RunStore.mark_chunk_queued, []
+
+    def another_worker_queues_it_between_this_ones_send_and_mark(store, chunk):
+        if chunk.remainder and not raced:
+            raced.append(chunk.index)
+            assert remainder.queue_remainder_chunk(app.ctx, app.ctx.runs.view(run_id))
+        return real_mark(store, chunk)
+
+    deliveries, real_send_chunk = [], queues.send_chunk
+
+    def counting(ctx, message):
+        deliveries.append(message.chunk)
+        return real_send_chunk(ctx, message)
+
+    monkeypatch.setattr(RunStore, "mark_chunk_queued", another_worker_queues_it_between_this_ones_send_and_mark)
+    monkeypatch.setattr(queues, "send_chunk", counting)
+    status = app.drain(run_id)
+
+    assert raced, "the remainder chunk was queued twice"
+    assert deliveries.count(raced[0]) == 1, deliveries
+    assert status["status"] == "succeeded" and status["sent"] == 4321
+    assert len(import_sizes) == math.ceil(4321 / MAX_CONTACTS_PER_IMPORT)
+    assert app.simulator.subscribed("3") == set(profiles)
+
+
 def test_whether_any_bucket_still_has_to_compare_is_one_query_of_a_row_at_most(app):
     from exports.model import REMAINDER_BUCKET, Chunk, ChunkStatus
 
