@@ -123,17 +123,16 @@ class AccountBudget:
             [(_CELLS["request"], 0.0), (_CELLS[self.bulk_kind(contacts)], after)], first_if_free=True)
         return read, bulk
 
-    def reserve_imports(self, contacts: int, count: int, after: float) -> list[float]:
-        """`count` slots of bulk imports of `contacts` in one reservation, each at least `after` seconds after the
-        one before: a sender with several imports to send one after another takes the next one's slot with this
-        one's, one budget write for both.
+    def reserve_imports(self, count: int, after: float) -> list[float]:
+        """`count` slots of multi-contact bulk imports in one reservation, each at least `after` seconds after the
+        one before: a sender with several imports to send one after another takes the next ones' slots with this
+        one's, one budget write for them all.
 
-        `after` is rounded up to a whole number of intervals: a gap shorter than one between the two would
+        `after` is rounded up to a whole number of intervals: a gap shorter than one between two of them would
         fit no other sender's import, and the account's imports would slip by it (tests/bench ceiling: 0.98
         instead of 0.99, every chunk's first two imports leaving such a gap)."""
-        interval = self.single_interval if self.bulk_kind(contacts) == "single" else self.bulk_interval
-        after = math.ceil(after / interval - _CLOSE) * interval
-        return self._shared.reserve_series([(_CELLS[self.bulk_kind(contacts)], after)] * count)
+        after = math.ceil(after / self.bulk_interval - _CLOSE) * self.bulk_interval
+        return self._shared.reserve_series([(_CELLS["bulk"], after)] * count)
 
     def observe_response(self, seconds: float) -> None:
         """A request to the account took `seconds`: the average moves a fifth of the way to it."""

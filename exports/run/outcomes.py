@@ -122,7 +122,7 @@ class Outcomes:
             if not (imports_to_follow and kind == "bulk" and self._room_for_imports):
                 return self._budget.reserve(kind)
             slot, *self._next_import_slots = self._budget.reserve_imports(
-                contacts, min(IMPORTS_RESERVED_AT_ONCE, 1 + imports_to_follow),
+                min(IMPORTS_RESERVED_AT_ONCE, 1 + imports_to_follow),
                 FOLLOWING_SLOT_FACTOR * self._budget.import_cycle_seconds)
             return slot
         read_slot, slot = self._budget.reserve_request_then_bulk(

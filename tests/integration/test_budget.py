@@ -78,10 +78,10 @@ class Ledger:
             record(called, *(("request", slot) for slot in slots))
             return slots
 
-        def recording_imports(budget, contacts, count, after):
+        def recording_imports(budget, count, after):
             called = budget._clock()
-            slots = imports_at_once(budget, contacts, count, after)
-            record(called, *((budget.bulk_kind(contacts), slot) for slot in slots))
+            slots = imports_at_once(budget, count, after)
+            record(called, *(("bulk", slot) for slot in slots))
             return slots
 
         def recording_penalize(budget, pause_seconds):
@@ -199,8 +199,8 @@ def _worker_process(env: dict, run_id: str, deadline: float, lease_seconds: int,
                 hold_once_past([slot])
             return slot
 
-        def reserve_imports_then_hold(budget, contacts, count, after):
-            slots = reserve_imports(budget, contacts, count, after)
+        def reserve_imports_then_hold(budget, count, after):
+            slots = reserve_imports(budget, count, after)
             hold_once_past(slots)
             return slots
 
@@ -566,12 +566,12 @@ def test_imports_reserved_together_are_spaced_by_the_senders_cycle_which_a_retry
     clock = _Clock(6_000_000.0)
     table = TableServiceClient.from_connection_string(tables).get_table_client(RATE_BUDGETS_TABLE)
     budget = AccountBudget(table, account(), 5, 100, clock=clock)
-    first, second = budget.reserve_imports(250, 2, after=1.0)  # a cycle longer than the interval (0.603 s)
+    first, second = budget.reserve_imports(2, after=1.0)  # a cycle longer than the interval (0.603 s)
     assert second - first == pytest.approx(2 * budget.bulk_interval, abs=1e-5), (
         "a whole number of intervals: the one between is free for another sender's import")
     assert budget.reserve("bulk") - first == pytest.approx(budget.bulk_interval, abs=1e-5)
     clock.now += 10.0
-    first, second = budget.reserve_imports(250, 2, after=0.01)
+    first, second = budget.reserve_imports(2, after=0.01)
     assert second - first == pytest.approx(budget.bulk_interval, abs=1e-5), "never closer than the interval"
 
     assert budget.import_cycle_seconds == FIRST_IMPORT_CYCLE_SECONDS
