@@ -18,6 +18,8 @@ _REASON_LENGTH = 200  # of the validator's explanation, which may quote the addr
 _CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 _UNDECODABLE = re.compile("[\udc80-\udcff]")  # bytes that were not UTF-8, as the reader decodes them
 _SURROGATE = re.compile("[\ud800-\udfff]")  # no character: it cannot be encoded, so never sent
+# Any of the three: nearly every value holds none, and one search says so (the three took 2 s per million rows).
+_ANY_PROBLEM = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]")
 # Nearly every address is plain ASCII: dot-separated atoms of RFC 5322 atext, then letter-digit-hyphen
 # labels ending in an alphabetic top-level domain, within the length limits. email_validator accepts
 # each such address as written (lower-cased already), so it is asked only about the others: it took
@@ -48,6 +50,8 @@ def normalise_email(raw: str) -> str:
 
 
 def _character_problem(field: str, value: str) -> str | None:
+    if not _ANY_PROBLEM.search(value):
+        return None
     if _UNDECODABLE.search(value):
         return f"{field} is not valid UTF-8: save the file as UTF-8"
     if found := _SURROGATE.search(value):
