@@ -11,6 +11,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from itertools import pairwise
 
 from shared.ratelimit import SharedRateBudget
 
@@ -66,6 +67,7 @@ class AccountBudget:
         # Kept for the process's life: every chunk learns from them.
         self.response_seconds = FIRST_RESPONSE_SECONDS
         self.import_cycle_seconds = FIRST_IMPORT_CYCLE_SECONDS
+        self._import_cycle_observed = False
         # Spacing while never throttled (the budget's floor).
         self.request_interval = self._shared.spacing("requests")
         self.bulk_interval = self._shared.spacing("imports")
@@ -124,15 +126,19 @@ class AccountBudget:
         return read, bulk
 
     def reserve_imports(self, count: int, after: float) -> list[float]:
-        """`count` slots of multi-contact bulk imports in one reservation, each at least `after` seconds after the
-        one before: a sender with several imports to send one after another takes the next ones' slots with this
-        one's, one budget write for them all.
+        """`count` slots of multi-contact bulk imports in one reservation, the k-th at least k x `after` seconds
+        after the first: a sender with several imports to send one after another takes the next ones' slots
+        with this one's, one budget write for them all.
 
-        `after` is rounded up to a whole number of intervals: a gap shorter than one between two of them would
-        fit no other sender's import, and the account's imports would slip by it (tests/bench ceiling: 0.98
-        instead of 0.99, every chunk's first two imports leaving such a gap)."""
-        after = math.ceil(after / self.bulk_interval - _CLOSE) * self.bulk_interval
-        return self._shared.reserve_series([(_CELLS["bulk"], after)] * count)
+        Each slot's distance from the first is rounded up to a whole number of intervals: a gap shorter than one
+        between two of them would fit no other sender's import, and the account's imports would slip by it
+        (tests/bench ceiling: 0.98 instead of 0.99, every chunk's first two imports leaving such a gap). The
+        distance is rounded, not each step: with `after` 1.2 intervals, the slots are 2, 3 and 4 intervals
+        after the first, not 2, 4 and 6 (a sender whose cycle is just over two thirds of an interval, at
+        scaled-up limits, sent at half the account's rate whenever it set the pace alone)."""
+        whole = [math.ceil(k * after / self.bulk_interval - _CLOSE) if k else 0 for k in range(count)]
+        return self._shared.reserve_series(
+            [(_CELLS["bulk"], (this - before) * self.bulk_interval) for before, this in pairwise([0, *whole])])
 
     def observe_response(self, seconds: float) -> None:
         """A request to the account took `seconds`: the average moves a fifth of the way to it."""
@@ -140,9 +146,15 @@ class AccountBudget:
 
     def observe_import_cycle(self, seconds: float) -> None:
         """A sender was ready for its next import `seconds` after the slot of its last one: the average moves a
-        fifth of the way to it (to IMPORT_CYCLE_OUTLIER times the average at most)."""
+        fifth of the way to it (to IMPORT_CYCLE_OUTLIER times the average at most). The first one replaces the
+        starting guess, as a first round trip does TCP's (RFC 6298): moving from the guess a fifth at a time,
+        a process's first dozen imports left their cycle twice over (tests/bench ceiling, at scaled-up limits:
+        a lone sender at a third of the account's rate at the start of a run)."""
         seconds = min(seconds, IMPORT_CYCLE_OUTLIER * self.import_cycle_seconds)
-        self.import_cycle_seconds += 0.2 * (seconds - self.import_cycle_seconds)
+        if self._import_cycle_observed:
+            self.import_cycle_seconds += 0.2 * (seconds - self.import_cycle_seconds)
+        else:
+            self.import_cycle_seconds, self._import_cycle_observed = seconds, True
 
     def too_late(self, slot: float) -> bool:
         """Whether a bulk import for `slot` now would come so late that the imports a minute later could overrun

@@ -573,10 +573,17 @@ def test_imports_reserved_together_are_spaced_by_the_senders_cycle_which_a_retry
     clock.now += 10.0
     first, second = budget.reserve_imports(2, after=0.01)
     assert second - first == pytest.approx(budget.bulk_interval, abs=1e-5), "never closer than the interval"
+    clock.now += 10.0
+    slots = budget.reserve_imports(4, after=1.2 * budget.bulk_interval)
+    assert [round((slot - slots[0]) / budget.bulk_interval, 3) for slot in slots] == [0, 2, 3, 4], (
+        "each slot's distance from the first is rounded up, not each step: 2, 4 and 6 intervals would leave the "
+        "sender, ready every 1.2 intervals, idle for one interval in three")
 
     assert budget.import_cycle_seconds == FIRST_IMPORT_CYCLE_SECONDS
-    budget.observe_import_cycle(0.2)
-    assert budget.import_cycle_seconds == pytest.approx(0.1 + 0.2 * 0.1)
+    budget.observe_import_cycle(0.03)
+    assert budget.import_cycle_seconds == 0.03, "the first cycle seen replaces the starting guess"
+    budget.observe_import_cycle(0.08)
+    assert budget.import_cycle_seconds == pytest.approx(0.03 + 0.2 * 0.05)
     before = budget.import_cycle_seconds
     budget.observe_import_cycle(30.0)  # a 429's wait
     assert budget.import_cycle_seconds == pytest.approx(before + 0.2 * (IMPORT_CYCLE_OUTLIER - 1) * before)
