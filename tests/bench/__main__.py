@@ -11,6 +11,9 @@
     projection  minutes end to end for the pipeline's 1,000,000 profiles at the documented limits: its measured
               split, then its bulk imports at the ceiling benchmark's utilization
 
+Beside them, a probe of the machine's speed (tests/bench/probe.py) at the start, before the pipeline
+and at the end: the CPU figures move with it, so two runs' CPU figures compare only with their probes.
+
 Exit code 0 when every target is met, 1 otherwise. --quick shrinks every size for a smoke run
 (its figures are not the targets' evidence).
 """
@@ -62,11 +65,13 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"unknown benchmarks: {sorted(unknown)}")
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(asctime)s %(levelname)s %(message)s")
-    from tests.bench import baseline, ceiling, cli, leavers, pipeline, refresh
+    from tests.bench import baseline, ceiling, cli, leavers, pipeline, probe, refresh
 
     quick = args.quick
     began = time.monotonic()
     results: dict[str, dict] = {}
+    probes = [probe.run()]
+    emit(probes[-1])
     if "ceiling" in chosen or "projection" in chosen:
         results["ceiling"] = ceiling.run(rows=40_000 if quick else 330_000)
         emit(results["ceiling"])
@@ -80,6 +85,8 @@ def main(argv: list[str] | None = None) -> int:
         results["cli"] = cli.run(rows=20_000 if quick else 100_000)
         emit(results["cli"])
     if "pipeline" in chosen:
+        probes.append(probe.run())
+        emit(probes[-1])
         results["pipeline"] = pipeline.run(rows=50_000 if quick else 1_000_000, blobs=4 if quick else 10)
         emit(results["pipeline"])
     if "refresh" in chosen:
@@ -94,12 +101,17 @@ def main(argv: list[str] | None = None) -> int:
     if "projection" in chosen:
         results["projection"] = projection(results["ceiling"]["ceiling_utilization"], results.get("pipeline"))
         emit(results["projection"])
+    probes.append(probe.run())
+    emit(probes[-1])
+    results["probes"] = {"cpu_seconds": [p["cpu_seconds"] for p in probes]}
     emit(summary(results, quick, time.monotonic() - began))
     return 0 if all(summary(results, quick, 0)["met"].values()) else 1
 
 
 def summary(results: dict, quick: bool, seconds: float) -> dict:
     met, figures = {}, {}
+    if "probes" in results:
+        figures.update(machine_probe_cpu_seconds=results["probes"]["cpu_seconds"])
     if "ceiling" in results:
         ceiling = results["ceiling"]
         figures.update(ceiling_utilization=ceiling["ceiling_utilization"], throttled=ceiling["throttled"],
