@@ -5,6 +5,8 @@ from __future__ import annotations
 import http.server
 import json
 import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
@@ -43,6 +45,21 @@ def server():
     thread.start()
     yield f"http://127.0.0.1:{httpd.server_address[1]}"
     httpd.shutdown()
+
+
+class KeptOpen(Echo):
+    """Answers in HTTP/1.1, keeping the connection open; /slow a moment later, so that calls overlap."""
+
+    protocol_version = "HTTP/1.1"
+    ports: set[int] = set()
+
+    def _answer(self):
+        if self.path.startswith("/slow"):
+            self.ports.add(self.client_address[1])
+            time.sleep(0.2)
+        super()._answer()
+
+    do_GET = _answer
 
 
 def sdk_call(session, method, url, **kwargs):
@@ -110,3 +127,22 @@ def test_storage_clients_on_the_short_way_keep_the_sdk_errors(server):
         storage_clients(StorageSettings(redirected, {}, None)).tables.get_table_client("t").get_entity(
             "p", "r", retry_total=0, permit_redirects=False)
     assert info.value.status_code == 307
+
+
+def test_as_many_calls_at_once_as_an_instance_makes_keep_their_connections_for_the_next_ones(caplog):
+    """An instance works on 6 chunks at once, each with 8 state requests in flight (exports/run/send.py): their
+    connections go back to the pool and serve the next calls, none is opened for one call and dropped."""
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), KeptOpen)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    session, at_once = LeanSession(), 48
+    try:
+        with ThreadPoolExecutor(max_workers=at_once) as pool:
+            for _ in range(2):
+                answers = list(pool.map(lambda _: sdk_call(session, "GET", f"http://127.0.0.1:{httpd.server_address[1]}/slow"),
+                                        range(at_once)))
+                assert all(answer.status_code == 200 for answer in answers)
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+    assert "Connection pool is full" not in caplog.text
+    assert len(KeptOpen.ports) <= at_once, "the second round reused the first round's connections"
