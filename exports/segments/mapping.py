@@ -15,11 +15,13 @@ _MAX_LENGTH = 255  # ActiveCampaign's text columns; longer values would be cut o
 _REASON_LENGTH = 200  # of the validator's explanation, which may quote the address
 # Control characters are never sent: C0 (tab, and the line breaks a quoted CSV field may hold,
 # excepted), DEL and C1.
-_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
-_UNDECODABLE = re.compile("[\udc80-\udcff]")  # bytes that were not UTF-8, as the reader decodes them
-_SURROGATE = re.compile("[\ud800-\udfff]")  # no character: it cannot be encoded, so never sent
-# Any of the three: nearly every value holds none, and one search says so (the three took 2 s per million rows).
-_ANY_PROBLEM = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]")
+_CONTROL_CHARACTERS = "\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f"
+_SURROGATES = "\ud800-\udfff"  # no character: it cannot be encoded, so never sent
+_CONTROL = re.compile(f"[{_CONTROL_CHARACTERS}]")
+_UNDECODABLE = re.compile("[\udc80-\udcff]")  # bytes that were not UTF-8, as the reader decodes them (surrogates too)
+_SURROGATE = re.compile(f"[{_SURROGATES}]")
+# Any of them: nearly every value holds none, and one search says so (the three took 2 s per million rows).
+_ANY_PROBLEM = re.compile(f"[{_CONTROL_CHARACTERS}{_SURROGATES}]")
 # Nearly every address is plain ASCII: dot-separated atoms of RFC 5322 atext, then letter-digit-hyphen
 # labels ending in an alphabetic top-level domain, within the length limits. email_validator accepts
 # each such address as written (lower-cased already), so it is asked only about the others: it took
