@@ -136,7 +136,7 @@ class AccountBudget:
         distance is rounded, not each step: with `after` 1.2 intervals, the slots are 2, 3 and 4 intervals
         after the first, not 2, 4 and 6 (a sender whose cycle is just over two thirds of an interval, at
         scaled-up limits, sent at half the account's rate whenever it set the pace alone)."""
-        whole = [math.ceil(k * after / self.bulk_interval - _CLOSE) if k else 0 for k in range(count)]
+        whole = [math.ceil(k * after / self.bulk_interval - _CLOSE) for k in range(count)]  # 0 for the first
         return self._shared.reserve_series(
             [(_CELLS["bulk"], (this - before) * self.bulk_interval) for before, this in pairwise([0, *whole])])
 
