@@ -12,7 +12,7 @@
               split, then its bulk imports at the ceiling benchmark's utilization
 
 Beside them, a probe of the machine's speed (tests/bench/probe.py) at the start, before the pipeline
-and at the end: the CPU figures move with it, so two runs' CPU figures compare only with their probes.
+and at the end: a hint whether high CPU figures are the hour's (it follows part of the machine's swings).
 
 Exit code 0 when every target is met, 1 otherwise. --quick shrinks every size for a smoke run
 (its figures are not the targets' evidence).

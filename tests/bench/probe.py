@@ -4,8 +4,10 @@ The CPU figures of the other benchmarks depend on how fast the machine runs at t
 shared 2-core virtual machine that moves by a third within an hour (the same tree's pipeline took
 62 and 85 CPU s per million 30 minutes apart). This probe does the same work every time, with the
 standard library only (so a change to the app does not change it): CSV parsing, a regular
-expression per value, JSON and a keyed hash per row. Run beside a CPU benchmark, its figure tells
-a slow hour from a slower app: compare CPU figures of two runs only with their probes in mind.
+expression per value, JSON and a keyed hash per row. Run beside a CPU benchmark, it hints whether a
+high figure is the hour's: it follows only part of the machine's swings (0.91 s just before a
+pipeline of 83 CPU s per million, which takes 55 to 60 in a quiet hour), so a change to the
+app is still measured against the tree before it, side by side within one hour.
 
 The work is timed alone and in three processes at once, as the benchmarks' three worker processes
 run on the machine's two cores: CPU seconds grow when processes share cores (caches, and cores that
